@@ -193,7 +193,7 @@ def training_run(
                 },
                 env=_pipes_env(run_id),
             )
-        except dg.DagsterPipesExecutionError as exc:
+        except Exception as exc:  # Pipes raises a private error type when the worker fails
             raise dg.Failure(
                 f"training failed for recipe {recipe.id}; MLflow run {run_id} marked FAILED; "
                 f"last lines of {log_file}:\n{_tail(log_file)}"

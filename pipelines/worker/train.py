@@ -17,7 +17,8 @@ from pathlib import Path
 from dagster_pipes import open_dagster_pipes
 
 _LOSS_LINE = re.compile(r"\{'loss': .*\}")
-_PROGRESS = re.compile(r"(\d+)/(\d+) \[")
+# The trainer's own bar has no label ("  40%|####  | 30/75 [..."); data-prep bars do.
+_PROGRESS = re.compile(r"^\s*\d+%\|[^|]*\| (\d+)/(\d+) \[")
 TAIL_LINES = 40
 
 
