@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY=true
 export DVC_NO_ANALYTICS=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: demo test setup envs model data ui mlflow lint lock clean-state
+.PHONY: demo test setup envs model data ui mlflow lint lock clean-state bench-data bench-generation
 
 demo: setup
 	$(RUNG) run $(DEMO_RECIPE)
@@ -62,3 +62,11 @@ lock:
 # Forget experiments (MLflow store, Dagster runs, run outputs); keeps data and models.
 clean-state:
 	rm -rf mlruns/mlflow.db mlruns/artifacts .dagster runs
+
+# The data-stage benchmark: 1M synthetic chat rows, rung vs the naive baseline (~10 min).
+bench-data: envs
+	$(VENV)/bin/python benchmarks/data_stage.py
+
+# Held-out generation throughput: batched vs one row at a time (~5 min).
+bench-generation: setup
+	$(TRAIN_VENV)/bin/python benchmarks/generation.py

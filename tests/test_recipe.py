@@ -94,3 +94,42 @@ def test_section_hash_changes_only_with_its_section(tmp_path):
     changed_eval = load_recipe(write(tmp_path, MINIMAL + "eval:\n  max_new_tokens: 10\n", "b.yaml"))
     assert base.section_hash("data", "train") == changed_eval.section_hash("data", "train")
     assert base.section_hash("eval") != changed_eval.section_hash("eval")
+
+
+def test_data_fields_must_fit_the_format():
+    with pytest.raises(RecipeError, match=r"data.fields.prompt is not read by data.format "
+                                          r"'messages' \(it reads: messages\)"):
+        parse_recipe("data:\n  sources: [a.jsonl]\n  format: messages\n  fields: {prompt: q}\n")
+    with pytest.raises(RecipeError, match=r"data.format: .*'sharegpt'"):
+        parse_recipe("data:\n  sources: [a.jsonl]\n  format: chatml\n")
+    with pytest.raises(RecipeError, match=r"data.fields.promt: unknown key .did you mean 'prompt'"):
+        parse_recipe("data:\n  sources: [a.jsonl]\n  fields: {promt: q}\n")
+
+
+def test_data_cross_field_rules_say_what_to_change():
+    with pytest.raises(RecipeError, match="rebalance needs labels: set data.label_field"):
+        parse_recipe(MINIMAL + "  balance: {rebalance: cap}\n")
+    with pytest.raises(RecipeError, match="warn_majority_share must not exceed"):
+        parse_recipe(MINIMAL + "  balance: {warn_majority_share: 0.9, max_majority_share: 0.8}\n")
+    with pytest.raises(RecipeError, match="preference.*train.method: dpo"):
+        parse_recipe("data:\n  sources: [a.jsonl]\n  format: preference\n")
+    with pytest.raises(RecipeError, match=r"data.dedupe.threshold: .*less than 1"):
+        parse_recipe(MINIMAL + "  dedupe: {threshold: 1.5}\n")
+
+
+def test_data_defaults():
+    data = parse_recipe(MINIMAL).data
+    assert (data.max_bad_fraction, data.heldout_fraction) == (0.05, 0.15)
+    assert (data.dedupe.near, data.dedupe.num_perm, data.dedupe.threshold) == (True, 128, 0.8)
+    assert data.raw_fields == {"prompt": "address", "completion": "fields"}
+
+
+def test_training_method_rules_say_what_to_change():
+    with pytest.raises(RecipeError, match="train.distill .the teacher. is required"):
+        parse_recipe(MINIMAL + "train:\n  method: distill\n")
+    with pytest.raises(RecipeError, match="sample_packing must be false for method: dpo"):
+        parse_recipe(MINIMAL + "train:\n  method: dpo\n  sample_packing: true\n")
+    with pytest.raises(RecipeError, match="pairs: data needs data.format: preference"):
+        parse_recipe(MINIMAL + "train:\n  method: dpo\n  dpo: {pairs: data}\n")
+    dpo = parse_recipe(MINIMAL + "train:\n  method: dpo\n  dpo: {beta: 0.2}\n").train
+    assert (dpo.dpo.beta, dpo.dpo.pairs) == (0.2, "on_policy")

@@ -1,39 +1,35 @@
-"""The asset graph, one partition per recipe. Assets are thin: unpack, call lib/, report."""
+"""Data and training assets, one partition per recipe. Thin: unpack, call lib/, report."""
 
-
-import json
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 
 from pipelines import paths
-from pipelines.lib import dataset, tracking
+from pipelines.defs.common import (
+    pipes_env,
+    recipe_for,
+    recipe_partitions,
+    remember,
+    reproduced_run,
+    reuse,
+    reused_output,
+    workdir,
+)
+from pipelines.lib import asset_cache, dataset, tracking, trainer_env
 from pipelines.lib.axolotl_config import render_axolotl_config, write_axolotl_config
-from pipelines.lib.base_model import resolve_base_model
-from pipelines.lib.data_version import recorded_md5, workspace_matches_dvc
-from pipelines.lib.report import samples_markdown
-from pipelines.recipe import LoadedRecipe, list_recipe_ids, load_recipe, recipe_path
-
-recipe_partitions = dg.StaticPartitionsDefinition(list_recipe_ids())
-TRAINER_VERSIONS = ("axolotl", "transformers", "peft", "torch")
-
-
-def _recipe(context: dg.AssetExecutionContext) -> LoadedRecipe:
-    return load_recipe(recipe_path(context.partition_key))
+from pipelines.lib.base_model import resolve_adapter, resolve_base_model
+from pipelines.lib.data_card import build_data_card
+from pipelines.lib.data_lineage import log_data_lineage
+from pipelines.lib.data_version import DataVersionError, current_data_version
+from pipelines.lib.raw_sources import count_rows
+from pipelines.lib.token_length import ChatTokenCounter
 
 
-def _workdir(context: dg.AssetExecutionContext) -> Path:
-    """runs/<recipe>/<dagster run id>/<asset>/ — every file an asset writes goes here."""
-    folder = paths.runs_dir() / context.partition_key / context.run_id / context.asset_key.path[-1]
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@dg.asset(partitions_def=recipe_partitions, group_name="rung")
+@dg.asset(partitions_def=recipe_partitions, group_name="rung",
+          code_version=asset_cache.code_version("base_model"))
 def base_model(context: dg.AssetExecutionContext) -> dg.Output[dict]:
     """The recipe's base model, local and offline; its data version is the weights' sha256."""
-    model = resolve_base_model(_recipe(context).spec.model.base_model)
+    model = resolve_base_model(recipe_for(context).spec.model.base_model)
     value = {"id": model.id, "path": str(model.path), "sha256": model.sha256}
     return dg.Output(
         value,
@@ -42,19 +38,19 @@ def base_model(context: dg.AssetExecutionContext) -> dg.Output[dict]:
     )
 
 
-@dg.asset(partitions_def=recipe_partitions, group_name="rung")
+@dg.asset(partitions_def=recipe_partitions, group_name="rung",
+          code_version=asset_cache.code_version("raw_data"))
 def raw_data(context: dg.AssetExecutionContext) -> dg.Output[dict]:
     """The recipe's source files as versioned by DVC (data.dvc md5 = the data version)."""
-    recipe = _recipe(context)
-    if not workspace_matches_dvc():
-        raise dg.Failure(
-            "data/ differs from the version recorded in data.dvc: run `dvc add data` to record "
-            "a new version, or `dvc checkout data.dvc` to restore the recorded one"
-        )
-    md5 = recorded_md5()
-    sources = [paths.REPO_ROOT / s for s in recipe.spec.data.sources]
-    files = {str(s.relative_to(paths.REPO_ROOT)): dataset.sha256_file(s) for s in sources}
-    rows = sum(1 for s in sources for _ in s.open("rb"))
+    recipe = recipe_for(context)
+    try:
+        md5 = current_data_version()
+    except DataVersionError as exc:
+        raise dg.Failure(str(exc)) from None
+    root = paths.sources_root()  # the repository, or a reproduction's restored data version
+    sources = [root / s for s in recipe.spec.data.sources]
+    files = {str(s.relative_to(root)): dataset.sha256_file(s) for s in sources}
+    rows = sum(count_rows(s) for s in sources)
     return dg.Output(
         {"sources": [str(s) for s in sources], "data_md5": md5, "files": files},
         data_version=dg.DataVersion(md5),
@@ -62,99 +58,144 @@ def raw_data(context: dg.AssetExecutionContext) -> dg.Output[dict]:
     )
 
 
-@dg.asset(partitions_def=recipe_partitions, group_name="rung")
-def cleaned_data(context: dg.AssetExecutionContext, raw_data: dict) -> dg.Output[dict]:
-    """Rows normalized into conversations; bad rows quarantined, exact duplicates removed."""
-    data = _recipe(context).spec.data
-    parsed, bad = dataset.read_jsonl_sources([Path(s) for s in raw_data["sources"]])
-    result = dataset.clean_rows(parsed, bad, data)
-    folder = _workdir(context)
-    quarantine_file = folder / "quarantine.jsonl"
-    result.quarantine.to_json(quarantine_file, orient="records", lines=True, force_ascii=False)
-    counts = {
-        "rows_in": result.rows_in,
-        "kept": len(result.rows),
-        "quarantined": len(result.quarantine),
-        "duplicates_removed": result.duplicates_removed,
-        "sampled_out": result.sampled_out,
-    }
-    if result.rows.empty:
-        raise dg.Failure(f"no usable rows left after cleaning {raw_data['sources']}: {counts}; "
-                         f"see reasons in {quarantine_file}")
-    sha = dataset.write_conversations(result.rows, folder / "cleaned.jsonl")
-    return dg.Output(
-        {"file": str(folder / "cleaned.jsonl"), "sha256": sha, "counts": counts},
-        data_version=dg.DataVersion(sha),
-        metadata={**counts, "sha256": sha, "quarantine_file": str(quarantine_file)},
+@dg.asset(partitions_def=recipe_partitions, group_name="rung",
+          code_version=asset_cache.code_version("cleaned_data"))
+def cleaned_data(
+    context: dg.AssetExecutionContext, raw_data: dict, base_model: dict
+) -> dg.Output[dict]:
+    """Rows validated (bad ones quarantined), normalized into one conversation schema,
+    deduplicated (exact and near), and cut to rows that fit train.sequence_len."""
+    recipe = recipe_for(context)
+    key, reused = reuse(context, recipe, {"raw_files": raw_data["files"],
+                                          "base_model": base_model["sha256"]})
+    if reused is not None:
+        return reused_output(reused, reused["sha256"], key)
+    data, sources = recipe.spec.data, [Path(s) for s in raw_data["sources"]]
+    result = dataset.clean_sources(
+        sources,
+        data,
+        count_tokens=ChatTokenCounter(Path(base_model["path"])).count,
+        sequence_len=recipe.spec.train.sequence_len,
+        names=[str(paths.display_path(s)) for s in sources],
     )
-
-
-@dg.asset(partitions_def=recipe_partitions, group_name="rung")
-def split(context: dg.AssetExecutionContext, cleaned_data: dict) -> dg.Output[dict]:
-    """Train and held-out files; a row's side is fixed by its content hash and the seed."""
-    data = _recipe(context).spec.data
-    rows = dataset.read_conversations(Path(cleaned_data["file"]))
-    train, heldout = dataset.split_rows(rows, data)
-    leaked = set(train["id"]) & set(heldout["id"])
-    if leaked or train.empty or heldout.empty:
-        raise dg.Failure(
-            f"split is unusable: {len(train)} train rows, {len(heldout)} held-out rows, "
-            f"{len(leaked)} rows on both sides; adjust data.heldout_fraction or data.max_rows"
-        )
-    folder = _workdir(context)
-    value = {
-        "train_file": str(folder / "train.jsonl"),
-        "heldout_file": str(folder / "heldout.jsonl"),
-        "train_rows": len(train),
-        "heldout_rows": len(heldout),
-    }
-    value["train_sha256"] = dataset.write_conversations(train, Path(value["train_file"]))
-    value["heldout_sha256"] = dataset.write_conversations(heldout, Path(value["heldout_file"]))
+    value = {"recipe_id": recipe.id, **dataset.write_clean_outputs(result, workdir(context))}
+    context.log.info(f"cleaning counts: {value['counts']}; seconds per stage: {value['timings_s']}")
+    problem = result.failure(data.max_bad_fraction)
+    if problem:
+        raise dg.Failure(f"recipe {recipe.id}: {problem}; every bad row with its reason is in "
+                         f"{value['quarantine_file']}")
+    remember(context, recipe, key, value, [value["file"]])
     return dg.Output(
         value,
-        data_version=dg.DataVersion(value["train_sha256"][:32] + value["heldout_sha256"][:32]),
-        metadata={k: v for k, v in value.items() if not k.endswith("_file")},
+        data_version=dg.DataVersion(value["sha256"]),
+        metadata={
+            "cache": "computed",
+            "cache_key": key,
+            **value["counts"],
+            "sha256": value["sha256"],
+            "counts_reconcile": result.reconciles(),
+            "drop_reasons": dg.MetadataValue.json(value["drop_reasons"]),
+            "quarantine_file": dg.MetadataValue.path(value["quarantine_file"]),
+            "dropped_file": dg.MetadataValue.path(value["dropped_file"]),
+        },
     )
 
 
-def _trainer_versions(pipes: dg.PipesSubprocessClient) -> dict[str, str]:
-    """Package versions in the trainer environment (tags for lineage)."""
-    import subprocess
-
-    code = (
-        "import importlib.metadata as m, json; "
-        f"print(json.dumps({{p: m.version(p) for p in {TRAINER_VERSIONS!r}}}))"
-    )
-    out = subprocess.run(
-        [str(paths.TRAINER_PYTHON), "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out)
-
-
-def _pipes_env(mlflow_run_id: str) -> dict[str, str]:
-    return {
-        "PYTHONPATH": str(paths.REPO_ROOT),
-        "MLFLOW_TRACKING_URI": paths.mlflow_tracking_uri(),
-        "MLFLOW_EXPERIMENT_NAME": tracking.EXPERIMENT,
-        "MLFLOW_RUN_ID": mlflow_run_id,
+@dg.asset(partitions_def=recipe_partitions, group_name="rung",
+          code_version=asset_cache.code_version("split"))
+def split(context: dg.AssetExecutionContext, raw_data: dict, cleaned_data: dict) -> dg.Output[dict]:
+    """Train and held-out files: hash-based, group-aware, stable as data grows; and the
+    run's data card. The asset checks (pipelines/defs/checks.py) gate training on it."""
+    recipe = recipe_for(context)
+    key, reused = reuse(context, recipe, {"cleaned": cleaned_data["sha256"],
+                                          "raw": raw_data["data_md5"]})
+    if reused is not None:
+        return reused_output(reused, _split_version(reused), key)
+    data, folder = recipe.spec.data, workdir(context)
+    rows = dataset.read_jsonl(Path(cleaned_data["file"]))
+    result = dataset.split_rows(rows, data)
+    value = {
+        "recipe_id": recipe.id,
+        **dataset.write_split(result, folder),
+        "cleaned_sha256": cleaned_data["sha256"],
+        "label_field": data.label_field,
     }
+    card = build_data_card(
+        folder / "data_card",
+        recipe_id=recipe.id,
+        counts=cleaned_data["counts"],
+        drop_reasons=cleaned_data["drop_reasons"],
+        train=result.train,
+        heldout=result.heldout,
+        hashes={
+            "data.dvc md5 (raw)": raw_data["data_md5"],
+            "cleaned sha256": value["cleaned_sha256"],
+            "train sha256": value["train_sha256"],
+            "held-out sha256": value["heldout_sha256"],
+        },
+        sequence_len=recipe.spec.train.sequence_len,
+        notes=[f"rebalanced training rows ({data.balance.rebalance}): {value['rebalanced']}"]
+        if "rebalanced" in value else [],
+    )
+    value["data_card"] = str(card.files[0])
+    remember(context, recipe, key, value,
+             [value["train_file"], value["heldout_file"], value["data_card"]])
+    return dg.Output(
+        value,
+        data_version=dg.DataVersion(_split_version(value)),
+        metadata={
+            "cache": "computed",
+            "cache_key": key,
+            **{k: v for k, v in value.items() if not k.endswith(("_file", "card", "rebalanced"))
+               and v is not None},
+            "data_card": dg.MetadataValue.md(card.embedded),
+        },
+    )
+
+
+def _split_version(value: dict) -> str:
+    return value["train_sha256"][:32] + value["heldout_sha256"][:32]
+
+
+def _adapter_sha256(folder: Path) -> str:
+    return dataset.sha256_file(Path(folder) / "adapter_model.safetensors")
 
 
 def _tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-@dg.asset(partitions_def=recipe_partitions, group_name="rung")
+@dg.asset(partitions_def=recipe_partitions, group_name="rung",
+          code_version=asset_cache.code_version("training_run"))
 def training_run(
     context: dg.AssetExecutionContext,
     pipes_subprocess_client: dg.PipesSubprocessClient,
     base_model: dict,
     raw_data: dict,
     split: dict,
+    training_set: dict,
 ) -> dg.Output[dict]:
     """Axolotl LoRA training in the trainer environment, tracked in one MLflow run."""
-    recipe = _recipe(context)
-    folder = _workdir(context)
+    recipe = recipe_for(context)
+    train = recipe.spec.train
+    if train.adapter == "qlora" and not trainer_env.cuda_available():
+        raise dg.Failure(
+            f"recipe {recipe.id}: QLoRA (train.adapter: qlora) loads the base model in 4 bits "
+            "with bitsandbytes, which needs a CUDA GPU, and this machine has none. Run it on a "
+            "GPU machine, or use train.adapter: lora here."
+        )
+    init_adapter = resolve_adapter(train.init_adapter).path if train.init_adapter else None
+    key, reused = reuse(context, recipe, {
+        "base_model": base_model["sha256"], "training_set": training_set["sha256"],
+        "split": _split_version(split), "raw": raw_data["data_md5"],
+        "init_adapter": _adapter_sha256(init_adapter) if init_adapter else None,
+    })
+    if reused is not None and tracking.run_exists(reused["mlflow_run_id"]):
+        return reused_output(reused, reused["adapter_sha256"], key)
+    folder = workdir(context)
+    teacher = training_set.get("teacher", {})
     tags = {
         "rung.recipe_sha256": recipe.sha256,
         "rung.data_dvc_md5": raw_data["data_md5"],
@@ -162,24 +203,31 @@ def training_run(
         "rung.base_model_sha256": base_model["sha256"],
         "rung.train_sha256": split["train_sha256"],
         "rung.heldout_sha256": split["heldout_sha256"],
-        "rung.method": recipe.spec.train.method,
+        "rung.method": train.method,
+        "rung.training_set_sha256": training_set["sha256"],
+        **({"rung.init_adapter": train.init_adapter} if init_adapter else {}),
+        **({"rung.teacher": teacher["id"], "rung.teacher_kind": teacher["kind"]} if teacher else {}),
+        **({"rung.teacher_version": teacher["model_version"]} if "model_version" in teacher else {}),
+        **({"rung.reproduces": reproduced_run(context)} if reproduced_run(context) else {}),
         **{f"rung.{k}": v for k, v in tracking.git_state().items()},
-        **{f"rung.version.{k}": v for k, v in _trainer_versions(pipes_subprocess_client).items()},
+        **{f"rung.version.{k}": v for k, v in trainer_env.package_versions().items()},
     }
     run_id = tracking.start_run(recipe.id, context.run_id, tags)
     with tracking.failing_marks_run(run_id) as client:
         config = render_axolotl_config(
-            recipe.spec.train,
+            train,
             base_model_dir=Path(base_model["path"]),
-            train_file=Path(split["train_file"]),
+            train_file=Path(training_set["file"]),
             output_dir=folder,
             mlflow_tracking_uri=paths.mlflow_tracking_uri(),
             mlflow_experiment=tracking.EXPERIMENT,
+            init_adapter_dir=init_adapter,
         )
         config_file = write_axolotl_config(config, folder / "axolotl.yml")
         client.log_artifact(run_id, str(recipe.path), "recipe")
         client.log_artifact(run_id, str(config_file), "axolotl")
         tracking.log_params(client, run_id, tracking.flatten("recipe", recipe.spec.model_dump()))
+        log_data_lineage(client, run_id, split)  # datasets with digests, data card, file hashes
         adapter_dir = Path(config["output_dir"])
         log_file = folder / "train.log"
         try:
@@ -191,7 +239,7 @@ def training_run(
                     "log_file": str(log_file),
                     "adapter_dir": str(adapter_dir),
                 },
-                env=_pipes_env(run_id),
+                env=pipes_env(run_id),
             )
         except Exception as exc:  # Pipes raises a private error type when the worker fails
             raise dg.Failure(
@@ -209,74 +257,21 @@ def training_run(
     value = {
         "mlflow_run_id": run_id,
         "adapter_dir": str(adapter_dir),
+        "adapter_sha256": _adapter_sha256(adapter_dir),
         "axolotl_config": str(config_file),
         "log_file": str(log_file),
         **summary,
     }
+    remember(context, recipe, key, value,
+             [str(adapter_dir / "adapter_model.safetensors"), str(config_file), str(log_file)])
     return dg.Output(
         value,
+        data_version=dg.DataVersion(value["adapter_sha256"]),
         metadata={
+            "cache": "computed",
+            "cache_key": key,
             **{k: v for k, v in value.items() if v is not None},
             "mlflow_run_id": dg.MetadataValue.text(run_id),
             "axolotl_yaml": dg.MetadataValue.md(f"```yaml\n{config_file.read_text()}\n```"),
         },
     )
-
-
-@dg.asset(partitions_def=recipe_partitions, group_name="rung")
-def evaluation(
-    context: dg.AssetExecutionContext,
-    pipes_subprocess_client: dg.PipesSubprocessClient,
-    base_model: dict,
-    split: dict,
-    training_run: dict,
-) -> dg.Output[dict]:
-    """Held-out loss and perplexity of base vs tuned, and sample answers of both."""
-    recipe = _recipe(context)
-    run_id = training_run["mlflow_run_id"]
-    result_file = _workdir(context) / "evaluation.json"
-    with tracking.failing_marks_run(run_id) as client:
-        pipes_subprocess_client.run(
-            context=context,
-            command=[str(paths.TRAINER_PYTHON), "-m", "pipelines.worker.evaluate"],
-            extras={
-                "base_model_dir": base_model["path"],
-                "adapter_dir": training_run["adapter_dir"],
-                "heldout_file": split["heldout_file"],
-                "result_file": str(result_file),
-                "sequence_len": recipe.spec.train.sequence_len,
-                "max_new_tokens": recipe.spec.eval.max_new_tokens,
-                "batch_size": recipe.spec.eval.batch_size,
-                "num_samples": recipe.spec.eval.num_samples,
-            },
-            env=_pipes_env(run_id),
-        )
-        result: dict[str, Any] = json.loads(result_file.read_text())
-        tracking.log_metrics(client, run_id, result["metrics"])
-        client.log_artifact(run_id, str(result_file), "evaluation")
-    return dg.Output(
-        {**result["metrics"], "result_file": str(result_file)},
-        metadata={
-            **result["metrics"],
-            "samples": dg.MetadataValue.md(samples_markdown(result["samples"])),
-        },
-    )
-
-
-@dg.asset(partitions_def=recipe_partitions, group_name="rung")
-def registered_adapter(
-    context: dg.AssetExecutionContext, training_run: dict, evaluation: dict
-) -> dg.Output[dict]:
-    """The adapter logged to the run's MLflow artifacts; the run is then FINISHED."""
-    run_id = training_run["mlflow_run_id"]
-    with tracking.failing_marks_run(run_id) as client:
-        adapter_dir = Path(training_run["adapter_dir"])
-        for name in ("adapter_model.safetensors", "adapter_config.json"):
-            client.log_artifact(run_id, str(adapter_dir / name), "adapter")
-        artifact_uri = client.get_run(run_id).info.artifact_uri + "/adapter"
-    tracking.finish_run(run_id)
-    return dg.Output(
-        {"mlflow_run_id": run_id, "adapter_uri": artifact_uri, "adapter_dir": str(adapter_dir)},
-        metadata={"adapter_uri": artifact_uri, "mlflow_run_id": run_id},
-    )
-

@@ -18,6 +18,7 @@ def render_axolotl_config(
     output_dir: Path,
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
+    init_adapter_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Every path absolute; nothing left to Axolotl's defaults that matters to the result."""
     targets: dict[str, Any] = (
@@ -28,25 +29,20 @@ def render_axolotl_config(
     steps: dict[str, Any] = {"num_epochs": train.num_epochs}
     if train.max_steps is not None:
         steps["max_steps"] = train.max_steps
-    return {
+    config = {
         "base_model": str(base_model_dir),
         "model_type": "AutoModelForCausalLM",
         "tokenizer_type": "AutoTokenizer",
         "chat_template": "tokenizer_default",
-        "datasets": [
-            {
-                "path": str(train_file),
-                "ds_type": "json",
-                "type": "chat_template",
-                "field_messages": "messages",
-                "roles_to_train": ["assistant"],
-            }
-        ],
+        "datasets": [_dataset(train, train_file)],
         # Held-out rows never reach the trainer: evaluation scores them separately.
         "val_set_size": 0.0,
         "dataset_prepared_path": str(output_dir / "prepared"),
         "output_dir": str(output_dir / "out"),
         "sequence_len": train.sequence_len,
+        # The data stage already dropped (and counted) every row over sequence_len, with
+        # this tokenizer and template: a longer row here is a bug, never a silent drop.
+        "excess_length_strategy": "raise",
         "sample_packing": train.sample_packing,
         "pad_to_sequence_len": False,
         "adapter": train.adapter,
@@ -79,6 +75,23 @@ def render_axolotl_config(
         "mlflow_experiment_name": mlflow_experiment,
         "hf_mlflow_log_artifacts": False,
     }
+    if train.method == "dpo":
+        # Pairs, not packed sequences; the frozen base (adapter off) is the DPO reference.
+        config.update(rl="dpo", rl_beta=train.dpo.beta, sample_packing=False)
+    if train.adapter == "qlora":  # 4-bit base weights through bitsandbytes: CUDA only
+        config.update(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)
+    if init_adapter_dir is not None:
+        config["lora_model_dir"] = str(init_adapter_dir)
+    return config
+
+
+def _dataset(train: TrainSection, train_file: Path) -> dict[str, Any]:
+    if train.method == "dpo":
+        return {"path": str(train_file), "ds_type": "json", "split": "train",
+                "type": "chat_template.default", "field_messages": "messages",
+                "field_chosen": "chosen", "field_rejected": "rejected"}
+    return {"path": str(train_file), "ds_type": "json", "type": "chat_template",
+            "field_messages": "messages", "roles_to_train": ["assistant"]}
 
 
 def write_axolotl_config(config: dict[str, Any], path: Path) -> Path:

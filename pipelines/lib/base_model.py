@@ -111,3 +111,50 @@ def resolve_base_model(name: str) -> BaseModel:
     if not (folder / "config.json").is_file():
         raise BaseModelError(f"model.base_model: {folder} has no config.json")
     return BaseModel(id=name, path=folder, sha256=weights_sha256(folder))
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter ready for offline use, and where it came from."""
+
+    path: Path
+    model_version: str | None = None  # registry version, for models:/ references
+    source_run_id: str | None = None
+
+
+def _adapter_folder(folder: Path) -> Path | None:
+    found = sorted(folder.rglob("adapter_config.json"))
+    return found[0].parent if found else None
+
+
+def resolve_adapter(reference: str) -> Adapter:
+    """A local adapter folder, or models:/<name>@<alias> fetched once from the MLflow registry."""
+    if reference.startswith("models:/"):
+        import mlflow
+
+        from pipelines.lib.tracking import configure_mlflow
+
+        name, _, alias = reference.removeprefix("models:/").partition("@")
+        try:
+            version = configure_mlflow().get_model_version_by_alias(name, alias)
+        except mlflow.exceptions.MlflowException as exc:
+            raise BaseModelError(
+                f"{reference} is not in the MLflow registry ({exc.message}); ship a run of that "
+                "recipe first"
+            ) from None
+        target = paths.cache_dir() / "adapters" / f"{name}-v{version.version}"
+        if _adapter_folder(target) is None:
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version.version}", dst_path=str(target)
+            )
+        folder = _adapter_folder(target)
+        if folder is None:
+            raise BaseModelError(f"{reference} (version {version.version}) holds no LoRA adapter")
+        return Adapter(folder, str(version.version), version.run_id)
+    folder = (paths.REPO_ROOT / reference).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        raise BaseModelError(
+            f"{reference!r} is neither a LoRA adapter folder (with adapter_config.json) nor a "
+            "models:/<name>@<alias> reference"
+        )
+    return Adapter(folder.resolve())

@@ -7,8 +7,10 @@ briefly when another process holds the lock.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -50,7 +52,8 @@ def run_dvc(*args: str, attempts: int = 20) -> str:
 def recorded_md5(dvc_file: Path = paths.DATA_DVC_FILE) -> str:
     """The directory md5 that `data.dvc` records (without DVC's '.dir' suffix)."""
     if not dvc_file.is_file():
-        raise DataVersionError(f"{dvc_file} is missing: run `make data` to import and version data/")
+        raise DataVersionError(
+            f"{dvc_file} is missing: run `make data` to import and version data/")
     (out,) = yaml.safe_load(dvc_file.read_text())["outs"]
     return out["md5"].removesuffix(".dir")
 
@@ -71,7 +74,8 @@ def version_data_dir() -> str:
 def configure_local_remote() -> None:
     """A default DVC remote in the cache, outside git (machine-local config)."""
     paths.dvc_remote_dir().mkdir(parents=True, exist_ok=True)
-    run_dvc("remote", "add", "--local", "--force", "--default", "local", str(paths.dvc_remote_dir()))
+    run_dvc("remote", "add", "--local", "--force", "--default", "local",
+            str(paths.dvc_remote_dir()))
 
 
 def restore_recorded_version() -> bool:
@@ -86,3 +90,92 @@ def restore_recorded_version() -> bool:
     except DataVersionError:
         return False
     return workspace_matches_dvc()
+
+
+class DataVersionNotFound(DataVersionError):
+    """A recorded data version that is in neither the DVC cache nor the remote."""
+
+
+def directory_md5(folder: Path) -> str:
+    """DVC's directory md5 of `folder`: md5 of the JSON list of {md5, relpath} of its files,
+    sorted by path (the same bytes as DVC's `<md5>.dir` manifest)."""
+    entries = [
+        {"md5": _file_md5(file), "relpath": file.relative_to(folder).as_posix()}
+        for file in sorted(p for p in folder.rglob("*") if p.is_file())
+    ]
+    entries.sort(key=lambda entry: entry["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def current_data_version() -> str:
+    """The raw data version the recipes read: data.dvc's md5 when data/ matches it; under
+    RUNG_DATA_ROOT (a reproduction) the md5 of the restored data/ folder itself."""
+    if paths.sources_root_overridden():
+        folder = paths.sources_root() / "data"
+        if not folder.is_dir():
+            raise DataVersionError(f"RUNG_DATA_ROOT={paths.sources_root()} has no data/ folder")
+        return directory_md5(folder)
+    if not workspace_matches_dvc():
+        raise DataVersionError(
+            "data/ differs from the version recorded in data.dvc: run `dvc add data` to record "
+            "a new version, or `dvc checkout data.dvc` to restore the recorded one"
+        )
+    return recorded_md5()
+
+
+def object_stores() -> list[Path]:
+    """Where DVC keeps file contents by md5: the repository's cache, then the local remote."""
+    return [paths.REPO_ROOT / ".dvc" / "cache", paths.dvc_remote_dir()]
+
+
+def _object(stores: list[Path], md5: str) -> Path | None:
+    for store in stores:
+        candidate = store / "files" / "md5" / md5[:2] / md5[2:]
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def restore_data_version(md5: str, target: Path, stores: list[Path] | None = None) -> list[Path]:
+    """Write the data/ folder of DVC version `md5` into `target` (which must not exist),
+    reading its manifest and files from the DVC cache or the local remote; every file's md5
+    is checked. Raises DataVersionNotFound, naming what is missing and where it looked."""
+    stores = object_stores() if stores is None else stores
+    where = " or ".join(str(s) for s in stores)
+    manifest = _object(stores, md5 + ".dir")
+    if manifest is None:
+        raise DataVersionNotFound(
+            f"data version {md5} is not in the DVC cache or remote ({where}): it was never "
+            "pushed from the machine that recorded it, or the cache was cleared; run `dvc push` "
+            "there (or `dvc pull` here from a remote that has it) and try again"
+        )
+    if target.exists():
+        raise DataVersionError(f"{target} already exists; restoring needs an empty place")
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    written = []
+    for entry in json.loads(manifest.read_text()):
+        source = _object(stores, entry["md5"])
+        if source is None:
+            raise DataVersionNotFound(
+                f"data version {md5}: file {entry['relpath']} (md5 {entry['md5']}) is not in "
+                f"the DVC cache or remote ({where})"
+            )
+        destination = staging / entry["relpath"]
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+        if _file_md5(destination) != entry["md5"]:
+            raise DataVersionError(f"{source}: content does not match its md5 {entry['md5']}")
+        written.append(target / entry["relpath"])
+    if directory_md5(staging) != md5:
+        raise DataVersionError(f"restored files of data version {md5} do not hash to {md5}")
+    staging.rename(target)
+    return written

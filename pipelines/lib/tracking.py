@@ -18,6 +18,7 @@ TAG = "rung."  # prefix of rung's own tags
 def configure_mlflow() -> Any:
     """Point MLflow at the project store, with telemetry off; returns the client."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     paths.mlruns_dir().mkdir(parents=True, exist_ok=True)
@@ -102,3 +103,14 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 def finish_run(run_id: str) -> None:
     configure_mlflow().set_terminated(run_id, status="FINISHED")
+
+
+def run_exists(run_id: str) -> bool:
+    """True when the MLflow run is in the store and not deleted."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = configure_mlflow().get_run(run_id)
+    except MlflowException:
+        return False
+    return run.info.lifecycle_stage == "active"

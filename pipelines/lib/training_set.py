@@ -1,0 +1,71 @@
+"""What the trainer learns from, by method: SFT rows, DPO pairs, or a teacher's answers.
+
+- sft: the training split as it is.
+- dpo, pairs from data: the split's preference rows (prompt messages, chosen, rejected).
+- dpo, on-policy pairs: for each training prompt the gold answer is chosen and the base
+  model's own answer is rejected, when that answer is wrong by the task's metric.
+- distill: the teacher answers every training prompt; its answer replaces the gold one
+  (the student never sees gold labels) and each row records where it came from.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pandas as pd
+
+from pipelines.lib.metrics import Scorer
+
+ROW_PERFECT = 1.0 - 1e-9
+
+
+def as_sft(frame: pd.DataFrame) -> pd.DataFrame:
+    """Preference rows become conversations whose answer is the chosen one (for scoring)."""
+    if "chosen" not in frame.columns:
+        return frame
+    frame = frame.copy()
+    frame["messages"] = [
+        list(m) + [{"role": "assistant", "content": c}] if m[-1]["role"] != "assistant" else m
+        for m, c in zip(frame["messages"], frame["chosen"])
+    ]
+    return frame
+
+
+def prompt_of(messages: list[dict]) -> list[dict]:
+    """The conversation up to (not including) the final assistant answer."""
+    return messages[:-1] if messages and messages[-1]["role"] == "assistant" else messages
+
+
+def preference_records(train: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{"id": r.id, "messages": prompt_of(r.messages), "chosen": r.chosen,
+             "rejected": r.rejected} for r in train.itertuples(index=False)]
+
+
+def on_policy_pairs(train: pd.DataFrame, base_answers: dict[str, str],
+                    scorer: Scorer) -> tuple[list[dict[str, Any]], int]:
+    """DPO pairs (gold chosen, the base model's wrong answer rejected); also how many
+    training prompts the base model already answered perfectly (no pair for those)."""
+    references = [m[-1]["content"] for m in train["messages"]]
+    answers = [base_answers[key] for key in train["id"]]
+    scores = scorer.row_scores(scorer.row_stats(answers, references))
+    pairs = [
+        {"id": key, "messages": prompt_of(messages), "chosen": reference, "rejected": answer}
+        for key, messages, reference, answer, score in zip(
+            train["id"], train["messages"], references, answers, scores)
+        if score < ROW_PERFECT and answer.strip() != reference.strip()
+    ]
+    return pairs, len(train) - len(pairs)
+
+
+def distilled_records(train: pd.DataFrame, teacher_answers: dict[str, str],
+                      provenance: dict[str, Any]) -> list[dict[str, Any]]:
+    """The teacher's answer as the assistant turn, with the teacher's identity per row."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return [
+        {"id": key, "messages": prompt_of(messages) + [
+            {"role": "assistant", "content": teacher_answers[key]}],
+         "provenance": {**provenance, "labelled_at": stamp}}
+        for key, messages in zip(train["id"], train["messages"])
+        if teacher_answers[key].strip()
+    ]
