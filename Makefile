@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY=true
 export DVC_NO_ANALYTICS=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: demo test setup envs model data ui mlflow lint lock clean-state bench-data bench-generation
+.PHONY: demo test setup envs model data ui mlflow lint lock clean-state bench-data bench-generation serve bench-cache
 
 demo: setup
 	$(RUNG) run $(DEMO_RECIPE)
@@ -50,6 +50,13 @@ ui: setup
 mlflow: envs
 	$(RUNG) mlflow
 
+# Serve a registered model on 127.0.0.1 (the trainer env loads base model + adapter), e.g.
+#   make serve MODEL=models:/address-extraction-lora@champion [PORT=5001]
+PORT ?= 5001
+serve: setup
+	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=models:/<name>@champion [PORT=5001]"; exit 2; }
+	$(RUNG) serve "$(MODEL)" --port $(PORT)
+
 lint: envs
 	$(VENV)/bin/ruff check pipelines tests benchmarks
 	$(VENV)/bin/ruff format --check pipelines tests benchmarks
@@ -61,7 +68,7 @@ lock:
 
 # Forget experiments (MLflow store, Dagster runs, run outputs); keeps data and models.
 clean-state:
-	rm -rf mlruns/mlflow.db mlruns/artifacts .dagster runs
+	rm -rf mlruns/mlflow.db mlruns/artifacts .dagster runs reproductions
 
 # The data-stage benchmark: 1M synthetic chat rows, rung vs the naive baseline (~10 min).
 bench-data: envs
@@ -70,3 +77,7 @@ bench-data: envs
 # Held-out generation throughput: batched vs one row at a time (~5 min).
 bench-generation: setup
 	$(TRAIN_VENV)/bin/python benchmarks/generation.py
+
+# The no-op re-run of the default recipe against its first run, in a fresh state dir (~15 min).
+bench-cache: setup
+	$(VENV)/bin/python benchmarks/noop_rerun.py

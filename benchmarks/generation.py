@@ -23,8 +23,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pipelines.worker.generation import Models  # noqa: E402
 
-SYSTEM = ("Extract the fields of the US address as one JSON object that maps usaddress "
-          "tag names to their text, in reading order.")
+SYSTEM = (
+    "Extract the fields of the US address as one JSON object that maps usaddress "
+    "tag names to their text, in reading order."
+)
 
 
 def main() -> None:
@@ -37,8 +39,10 @@ def main() -> None:
     model_dir = Path.home() / ".cache" / "rung" / "models" / "smollm2-135m-instruct"
     corpus = REPO / "data" / "address" / "addresses.jsonl"
     rows = [json.loads(line) for line in corpus.read_text().splitlines()[: args.rows]]
-    conversations = [[{"role": "system", "content": SYSTEM},
-                      {"role": "user", "content": row["address"]}] for row in rows]
+    conversations = [
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["address"]}]
+        for row in rows
+    ]
     models = Models(str(model_dir))
     models.generate(conversations[:2], 8, 2)  # warm-up
 
@@ -55,14 +59,20 @@ def main() -> None:
     single_s = time.perf_counter() - start
 
     same = sum(a == b for a, b in zip(batched, single))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch threads {__import__('torch').get_num_threads()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch threads {__import__('torch').get_num_threads()}"
+    )
     print(f"rows {len(rows)}, max_new_tokens {args.max_new_tokens}, batch {args.batch_size}")
     print("| mode | wall s | rows/s | new tokens/s |")
     print("|---|---|---|---|")
-    for name, seconds, tokens in (("one at a time (baseline)", single_s, single_tokens),
-                                  (f"batched x{args.batch_size} (rung)", batched_s, batched_tokens)):
-        print(f"| {name} | {seconds:.1f} | {len(rows) / seconds:.2f} | {sum(tokens) / seconds:.1f} |")
+    for name, seconds, tokens in (
+        ("one at a time (baseline)", single_s, single_tokens),
+        (f"batched x{args.batch_size} (rung)", batched_s, batched_tokens),
+    ):
+        print(
+            f"| {name} | {seconds:.1f} | {len(rows) / seconds:.2f} | {sum(tokens) / seconds:.1f} |"
+        )
     print(f"speed-up: {single_s / batched_s:.2f}x; identical answers: {same}/{len(rows)}")
 
 

@@ -26,16 +26,58 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.launch import run_recipe
+    from pipelines.launch import CACHE_TAG, run_recipe
     from pipelines.lib.report import run_summary
 
     recipe = load_recipe(args.recipe)
     print(f"rung: materializing recipe '{recipe.id}' (progress below; Dagster logs at INFO)")
-    outcome = run_recipe(recipe)
+    outcome = run_recipe(recipe, tags={CACHE_TAG: "refresh"} if args.force else None)
     status = (outcome.verdict or "SUCCESS") if outcome.completed else "FAILED"
     print(f"\n=== rung summary: {status} ===")
     print(run_summary(recipe.id, outcome.dagster_run_id, outcome.outputs))
     return 0 if outcome.completed else 1
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from pipelines.lib.data_version import DataVersionError
+    from pipelines.lib.reproduction import ReproduceError, format_comparison
+    from pipelines.reproduce import reproduce
+
+    try:
+        done = reproduce(args.target)
+    except (ReproduceError, DataVersionError) as exc:
+        print(f"rung reproduce: cannot reproduce {args.target}: {exc}", file=sys.stderr)
+        return 2
+    if done.comparison is None:
+        print(f"rung reproduce: the re-run of {done.original_run_id} did not train "
+              f"(Dagster run {done.dagster_run_id}); see its log above", file=sys.stderr)
+        return 1
+    print(f"\n=== rung reproduce: MLflow run {done.original_run_id} -> {done.reproduced_run_id} "
+          f"(Dagster run {done.dagster_run_id}) ===")
+    print(format_comparison(done.comparison))
+    return 0 if done.comparison.reproduced else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pipelines.lib.comparison import comparison_rows, format_table
+
+    ids = [Path(r).stem for r in args.recipes] or None
+    print(format_table(comparison_rows(ids)))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`mlflow models serve` from the trainer env (torch, peft), bound to 127.0.0.1."""
+    from pipelines.lib.tracking import configure_mlflow
+
+    configure_mlflow()
+    trainer_bin = str(paths.TRAINER_MLFLOW.parent)  # mlflow starts `uvicorn` from PATH
+    env = {**os.environ, "MLFLOW_TRACKING_URI": paths.mlflow_tracking_uri(),
+           "PATH": os.pathsep.join([trainer_bin, os.environ.get("PATH", "")])}
+    mlflow = str(paths.TRAINER_MLFLOW)
+    print(f"serving {args.model} on http://127.0.0.1:{args.port}/invocations", flush=True)
+    os.execve(mlflow, [mlflow, "models", "serve", "-m", args.model, "--env-manager", "local",
+                       "-h", "127.0.0.1", "-p", str(args.port), "-t", "600"], env)
 
 
 def cmd_prepare_model(args: argparse.Namespace) -> int:
@@ -97,7 +139,20 @@ def main(argv: list[str] | None = None) -> int:
     validate.set_defaults(func=cmd_validate)
     run = sub.add_parser("run", help="materialize the whole graph for a recipe")
     run.add_argument("recipe")
+    run.add_argument("--force", action="store_true",
+                     help="recompute every asset even when its inputs are unchanged")
     run.set_defaults(func=cmd_run)
+    reproduce = sub.add_parser(
+        "reproduce", help="re-run a finished run from its recorded recipe and data version")
+    reproduce.add_argument("target", help="MLflow run id, models:/name@alias, or recipes/x.yaml")
+    reproduce.set_defaults(func=cmd_reproduce)
+    compare = sub.add_parser("compare", help="each recipe's latest run side by side (MLflow)")
+    compare.add_argument("recipes", nargs="*", help="recipe ids or files (default: all in MLflow)")
+    compare.set_defaults(func=cmd_compare)
+    serve = sub.add_parser("serve", help="serve a registered model on 127.0.0.1 (MLflow)")
+    serve.add_argument("model", help="models:/<name>@champion, models:/<name>/<version>, ...")
+    serve.add_argument("--port", type=int, default=5001)
+    serve.set_defaults(func=cmd_serve)
     sub.add_parser("prepare-model", help="build the embedded base model (set-up)").set_defaults(
         func=cmd_prepare_model
     )

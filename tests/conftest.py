@@ -45,3 +45,15 @@ _prepare_recipes()
 def _cleanup_session_dir():
     yield
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_run():
+    """One real run of the tiny recipe (trains a model), shared by the end-to-end tests."""
+    from pipelines.launch import run_recipe
+    from pipelines.recipe import load_recipe, recipe_path
+
+    recipe = load_recipe(recipe_path("address-tiny"))
+    outcome = run_recipe(recipe)
+    assert outcome.success, "the tiny recipe's run failed; see the Dagster log above"
+    return recipe, outcome

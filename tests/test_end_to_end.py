@@ -1,6 +1,6 @@
 """The whole graph on a tiny recipe: real Dagster, Axolotl, MLflow and DVC.
 
-Slow by nature (a real model trains for a few steps): one module-scoped run is
+Slow by nature (a real model trains for a few steps): one session-scoped run is
 shared by the assertions.
 """
 
@@ -36,12 +36,8 @@ print((after - before).abs().max().item())
 """
 
 
-@pytest.fixture(scope="module")
-def tiny_run():
-    recipe = load_recipe(recipe_path("address-tiny"))
-    outcome = run_recipe(recipe)
-    assert outcome.success, "the tiny recipe's run failed; see the Dagster log above"
-    return recipe, outcome
+# `tiny_run` (tests/conftest.py): one session-scoped run of address-tiny, shared with
+# tests/test_registry_end_to_end.py.
 
 
 def test_every_asset_materialized_in_the_persistent_instance(tiny_run):

@@ -10,20 +10,31 @@ SYSTEM = {"role": "system", "content": "Extract."}
 
 
 def conversation(address: str, fields: dict) -> list[dict]:
-    return [SYSTEM, {"role": "user", "content": address},
-            {"role": "assistant", "content": json.dumps(fields)}]
+    return [
+        SYSTEM,
+        {"role": "user", "content": address},
+        {"role": "assistant", "content": json.dumps(fields)},
+    ]
 
 
 def frame(rows: list[tuple[str, str, dict]]) -> pd.DataFrame:
     return pd.DataFrame([{"id": i, "messages": conversation(a, f)} for i, a, f in rows])
 
 
-TRAIN = frame([(f"t{i}", f"{i} Main Street", {"AddressNumber": str(i)}) for i in range(6)]
-              + [("t-oak", "77 Oak Avenue Springfield", {"AddressNumber": "77"})])
-HELDOUT = frame([("h1", "5 Oak Avenue Springfield", {"AddressNumber": "5"}),
-                 ("h2", "9 Main Street", {"AddressNumber": "9"})])
-PROBES = [Probe("p1", "arithmetic", "What is 2 + 3?", "5", "contains"),
-          Probe("p2", "instructions", "Say YES.", "YES", "exact")]
+TRAIN = frame(
+    [(f"t{i}", f"{i} Main Street", {"AddressNumber": str(i)}) for i in range(6)]
+    + [("t-oak", "77 Oak Avenue Springfield", {"AddressNumber": "77"})]
+)
+HELDOUT = frame(
+    [
+        ("h1", "5 Oak Avenue Springfield", {"AddressNumber": "5"}),
+        ("h2", "9 Main Street", {"AddressNumber": "9"}),
+    ]
+)
+PROBES = [
+    Probe("p1", "arithmetic", "What is 2 + 3?", "5", "contains"),
+    Probe("p2", "instructions", "Say YES.", "YES", "exact"),
+]
 CFG = EvalSection(task="extraction", few_shot_k=2, train_sample_rows=3)
 
 
@@ -64,14 +75,21 @@ def _answers(tuned_right: bool, probe_regression: bool) -> dict[str, str]:
         answers[f"tuned|heldout|{row.id}"] = gold if tuned_right else "{}"
     for row in evaluation.sample_rows(TRAIN, 3, 0, "overfit:").itertuples():
         answers[f"tuned|train|{row.id}"] = row.messages[-1]["content"]
-    answers.update({"baseline|probe|p1": "5", "baseline|probe|p2": "YES",
-                    "tuned|probe|p1": "7" if probe_regression else "5", "tuned|probe|p2": "YES"})
+    answers.update(
+        {
+            "baseline|probe|p1": "5",
+            "baseline|probe|p2": "YES",
+            "tuned|probe|p1": "7" if probe_regression else "5",
+            "tuned|probe|p2": "YES",
+        }
+    )
     return answers
 
 
 def test_score_ships_a_tune_that_beats_the_ladder():
-    result = evaluation.score(HELDOUT, TRAIN, CFG, 0, PROBES, _answers(True, False),
-                              {"base": 2.0, "tuned": 0.5}, {})
+    result = evaluation.score(
+        HELDOUT, TRAIN, CFG, 0, PROBES, _answers(True, False), {"base": 2.0, "tuned": 0.5}, {}
+    )
     report = result.report
     assert report["candidates"]["tuned"]["field_f1"] == 1.0
     assert report["candidates"]["baseline"]["heldout_loss"] == 2.0
@@ -80,8 +98,9 @@ def test_score_ships_a_tune_that_beats_the_ladder():
     assert report["verdict"]["label"] == "SHIP"
     assert set(result.predictions["set"]) == {"heldout", "train", "probe"}
     # Same inputs, same report: the evaluation is deterministic.
-    again = evaluation.score(HELDOUT, TRAIN, CFG, 0, PROBES, _answers(True, False),
-                             {"base": 2.0, "tuned": 0.5}, {})
+    again = evaluation.score(
+        HELDOUT, TRAIN, CFG, 0, PROBES, _answers(True, False), {"base": 2.0, "tuned": 0.5}, {}
+    )
     assert again.report == report
 
 

@@ -34,16 +34,23 @@ def test_no_ship_when_the_interval_reaches_zero():
 def test_no_ship_on_a_forgetting_regression_unless_allowed():
     verdict = decide(GateSection(), "field_f1", SCORES, GOOD_INTERVAL, ["capital-FR"], None)
     assert not verdict.ship and "capital-FR" in verdict.reasons[2]
-    allowed = decide(GateSection(allowed_regressions=1), "field_f1", SCORES, GOOD_INTERVAL,
-                     ["capital-FR"], None)
+    allowed = decide(
+        GateSection(allowed_regressions=1), "field_f1", SCORES, GOOD_INTERVAL, ["capital-FR"], None
+    )
     assert allowed.ship
 
 
 def test_overfitting_warns_by_default_and_blocks_when_asked():
     warn = decide(GateSection(max_overfit_gap=0.1), "field_f1", SCORES, GOOD_INTERVAL, [], 0.3)
     assert warn.ship and warn.reasons[-1].startswith("WARN overfitting")
-    block = decide(GateSection(max_overfit_gap=0.1, block_on_overfit=True), "field_f1", SCORES,
-                   GOOD_INTERVAL, [], 0.3)
+    block = decide(
+        GateSection(max_overfit_gap=0.1, block_on_overfit=True),
+        "field_f1",
+        SCORES,
+        GOOD_INTERVAL,
+        [],
+        0.3,
+    )
     assert not block.ship and block.reasons[-1].startswith("FAIL overfitting")
 
 

@@ -22,7 +22,10 @@ print(json.dumps({"batched": batched, "single": single, "counts": counts}))
 def test_batched_greedy_answers_equal_one_at_a_time():
     done = subprocess.run(
         [str(paths.TRAINER_PYTHON), "-c", SCRIPT, str(embedded_model_dir())],
-        capture_output=True, text=True, check=True, cwd=paths.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=paths.REPO_ROOT,
         env={"PYTHONPATH": str(paths.REPO_ROOT), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])

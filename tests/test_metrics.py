@@ -12,7 +12,7 @@ def test_strict_and_lenient_json_parsing():
     assert metrics.parse_json_strict('Sure! {"a": "1"}') is None
     assert metrics.parse_json_strict("[1, 2]") is None
     assert metrics.parse_json_lenient('Sure!\n```json\n{"a": "1"}\n``` done') == {"a": "1"}
-    assert metrics.parse_json_lenient("{broken {\"b\": 2}") == {"b": 2}
+    assert metrics.parse_json_lenient('{broken {"b": 2}') == {"b": 2}
     assert metrics.parse_json_lenient("no json") is None
 
 
@@ -38,8 +38,9 @@ def test_extraction_metrics_hand_computed():
 
 def test_field_values_compare_case_and_space_insensitively():
     scorer = metrics.ExtractionScorer()
-    stats = scorer.row_stats(['{"StreetName": "  oak ", "AddressNumber": "9", "ZipCode": "60601"}'],
-                             [GOLD])
+    stats = scorer.row_stats(
+        ['{"StreetName": "  oak ", "AddressNumber": "9", "ZipCode": "60601"}'], [GOLD]
+    )
     assert scorer.aggregate(stats)["exact_match"] == 1.0
 
 
@@ -64,8 +65,10 @@ def test_classification_metrics_hand_computed():
 
 def test_free_text_metrics():
     scorer = metrics.FreeTextScorer()
-    stats = scorer.row_stats(["the cat sat on the mat", "completely different"],
-                             ["the cat sat on the mat", "the cat sat"])
+    stats = scorer.row_stats(
+        ["the cat sat on the mat", "completely different"],
+        ["the cat sat on the mat", "the cat sat"],
+    )
     result = scorer.aggregate(stats)
     assert stats[0, 0] == pytest.approx(1.0) and stats[0, 1] == pytest.approx(1.0)
     assert stats[1, 0] == pytest.approx(0.0)
@@ -89,7 +92,8 @@ def test_bootstrap_is_deterministic_and_needs_paired_rows():
     a = scorer.row_stats([GOLD, "{}", GOLD], [GOLD] * 3)
     b = scorer.row_stats(["{}", "{}", GOLD], [GOLD] * 3)
     assert metrics.paired_bootstrap(scorer, a, b, "field_f1") == metrics.paired_bootstrap(
-        scorer, a, b, "field_f1")
+        scorer, a, b, "field_f1"
+    )
     with pytest.raises(ValueError, match="same, non-empty rows"):
         metrics.paired_bootstrap(scorer, a, b[:2], "field_f1")
     assert metrics.scorer_for("extraction").primary == "field_f1"

@@ -8,7 +8,12 @@ import pytest
 from pipelines.lib.axolotl_config import render_axolotl_config
 from pipelines.lib.metrics import ExtractionScorer
 from pipelines.lib.teacher import TeacherError, ask_http_teacher, resolve_teacher
-from pipelines.lib.training_set import as_sft, distilled_records, on_policy_pairs, preference_records
+from pipelines.lib.training_set import (
+    as_sft,
+    distilled_records,
+    on_policy_pairs,
+    preference_records,
+)
 from pipelines.recipe import DistillSection, TrainSection
 
 SYSTEM = {"role": "system", "content": "Extract."}
@@ -16,12 +21,26 @@ GOLD = json.dumps({"ZipCode": "60601"})
 
 
 def rows() -> pd.DataFrame:
-    return pd.DataFrame([
-        {"id": "a", "messages": [SYSTEM, {"role": "user", "content": "Chicago 60601"},
-                                 {"role": "assistant", "content": GOLD}]},
-        {"id": "b", "messages": [SYSTEM, {"role": "user", "content": "IL 60601"},
-                                 {"role": "assistant", "content": GOLD}]},
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "id": "a",
+                "messages": [
+                    SYSTEM,
+                    {"role": "user", "content": "Chicago 60601"},
+                    {"role": "assistant", "content": GOLD},
+                ],
+            },
+            {
+                "id": "b",
+                "messages": [
+                    SYSTEM,
+                    {"role": "user", "content": "IL 60601"},
+                    {"role": "assistant", "content": GOLD},
+                ],
+            },
+        ]
+    )
 
 
 def test_on_policy_pairs_reject_the_base_models_wrong_answers_only():
@@ -35,8 +54,11 @@ def test_on_policy_pairs_reject_the_base_models_wrong_answers_only():
 
 
 def test_distilled_rows_carry_the_teachers_answer_and_provenance():
-    records = distilled_records(rows(), {"a": '{"ZipCode": "1"}', "b": "  "},
-                                {"teacher": "models:/address@champion", "model_version": "3"})
+    records = distilled_records(
+        rows(),
+        {"a": '{"ZipCode": "1"}', "b": "  "},
+        {"teacher": "models:/address@champion", "model_version": "3"},
+    )
     (record,) = records  # an empty teacher answer is not a training row
     assert record["messages"][-1] == {"role": "assistant", "content": '{"ZipCode": "1"}'}
     assert record["provenance"]["teacher"] == "models:/address@champion"
@@ -44,19 +66,35 @@ def test_distilled_rows_carry_the_teachers_answer_and_provenance():
 
 
 def test_preference_rows_round_trip_to_sft_and_dpo_records():
-    frame = pd.DataFrame([{"id": "p", "messages": [{"role": "user", "content": "Hi"}],
-                           "chosen": "Hello!", "rejected": "Go away."}])
+    frame = pd.DataFrame(
+        [
+            {
+                "id": "p",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "chosen": "Hello!",
+                "rejected": "Go away.",
+            }
+        ]
+    )
     (record,) = preference_records(frame)
-    assert record == {"id": "p", "messages": [{"role": "user", "content": "Hi"}],
-                      "chosen": "Hello!", "rejected": "Go away."}
+    assert record == {
+        "id": "p",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "chosen": "Hello!",
+        "rejected": "Go away.",
+    }
     assert as_sft(frame)["messages"][0][-1] == {"role": "assistant", "content": "Hello!"}
 
 
 def test_dpo_and_qlora_render_into_axolotl_settings(tmp_path):
     def render(**train):
         return render_axolotl_config(
-            TrainSection(**train), base_model_dir=tmp_path, train_file=tmp_path / "t.jsonl",
-            output_dir=tmp_path, mlflow_tracking_uri="sqlite:///x.db", mlflow_experiment="rung",
+            TrainSection(**train),
+            base_model_dir=tmp_path,
+            train_file=tmp_path / "t.jsonl",
+            output_dir=tmp_path,
+            mlflow_tracking_uri="sqlite:///x.db",
+            mlflow_experiment="rung",
             init_adapter_dir=tmp_path / "sft-adapter",
         )
 
@@ -98,8 +136,12 @@ def teacher_url():
 
 def test_http_teacher_answers_with_the_key_from_the_environment(teacher_url, monkeypatch):
     monkeypatch.setenv("RUNG_TEST_TEACHER_KEY", "s3cret")
-    cfg = DistillSection(teacher=teacher_url, teacher_model="big-model",
-                         api_key_env="RUNG_TEST_TEACHER_KEY", max_new_tokens=16)
+    cfg = DistillSection(
+        teacher=teacher_url,
+        teacher_model="big-model",
+        api_key_env="RUNG_TEST_TEACHER_KEY",
+        max_new_tokens=16,
+    )
     assert resolve_teacher(cfg) == {"kind": "http", "id": "big-model", "url": teacher_url}
     answers = ask_http_teacher(cfg, [[{"role": "user", "content": "hello"}]])
     assert answers == ["HELLO"]
@@ -123,3 +165,12 @@ def test_http_teacher_errors_are_clear_and_never_show_the_key(monkeypatch):
 def test_unknown_teacher_is_refused(tmp_path):
     with pytest.raises(TeacherError, match="neither a LoRA adapter folder"):
         resolve_teacher(DistillSection(teacher=str(tmp_path)))
+
+
+def test_length_bias_of_preference_pairs():
+    from pipelines.lib.training_set import length_bias
+
+    stats = length_bias([{"chosen": "a b c", "rejected": "a"}, {"chosen": "a", "rejected": "a b"}])
+    assert stats == {"pairs": 2.0, "chosen_mean_words": 2.0, "rejected_mean_words": 1.5,
+                     "chosen_longer_share": 0.5}
+    assert length_bias([]) == {}

@@ -76,7 +76,8 @@ def cleaned_data(
         data,
         count_tokens=ChatTokenCounter(Path(base_model["path"])).count,
         sequence_len=recipe.spec.train.sequence_len,
-        names=[str(paths.display_path(s)) for s in sources],
+        # As the recipe names them: the same rows (and hashes) wherever the data root is.
+        names=list(data.sources),
     )
     value = {"recipe_id": recipe.id, **dataset.write_clean_outputs(result, workdir(context))}
     context.log.info(f"cleaning counts: {value['counts']}; seconds per stage: {value['timings_s']}")
@@ -228,6 +229,9 @@ def training_run(
         client.log_artifact(run_id, str(config_file), "axolotl")
         tracking.log_params(client, run_id, tracking.flatten("recipe", recipe.spec.model_dump()))
         log_data_lineage(client, run_id, split)  # datasets with digests, data card, file hashes
+        if training_set.get("length_bias"):  # DPO pairs: does "chosen" just mean "longer"?
+            tracking.log_metrics(client, run_id, {f"pairs.{k}": v
+                                                  for k, v in training_set["length_bias"].items()})
         adapter_dir = Path(config["output_dir"])
         log_file = folder / "train.log"
         try:

@@ -1,6 +1,5 @@
 """Evaluation, the blocking ship gate, and the adapter that ships."""
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -54,12 +53,6 @@ def _log_report(client, run_id: str, folder: Path, report: dict, charts: dict[st
         client.log_artifact(run_id, str(folder / name), "evaluation/charts")
     for name in ("report.json", "report.md", "predictions.parquet"):
         client.log_artifact(run_id, str(folder / name), "evaluation")
-
-
-def _report_sha256(report: dict) -> str:
-    """Content hash of what was measured (timings left out): the evaluation's data version."""
-    measured = {k: v for k, v in report.items() if k != "timings"}
-    return hashlib.sha256(json.dumps(measured, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _record_evaluation(client, run_id: str, recipe, key: str, report: dict) -> None:
@@ -140,7 +133,8 @@ def evaluation(
         if teacher.get("url"):  # an HTTP teacher answers the held-out rows too, for comparison
             answers.update(ask_http_teacher_rows(recipe.spec.train.distill, heldout, "teacher"))
         result = ladder.score(heldout, train, cfg, seed, probes, answers,
-                              inference["losses"], inference["timings"])
+                              inference["losses"], inference["timings"],
+                              inference.get("parameters"))
         report, charts = result.report, metric_charts(result.report)
         report["method"] = recipe.spec.train.method
         (folder / "report.json").write_text(json.dumps(report, indent=2))
@@ -156,8 +150,8 @@ def evaluation(
         champion["score"] = report["candidates"]["champion"][report["primary_metric"]]
     value = {"report_file": str(folder / "report.json"), "verdict": report["verdict"],
              "primary_metric": report["primary_metric"], "report": report,
-             "markdown_file": str(folder / "report.md"), "report_sha256": _report_sha256(report),
-             "champion": champion}
+             "markdown_file": str(folder / "report.md"),
+             "report_sha256": registry.evaluation_sha256(report), "champion": champion}
     remember(context, recipe, key, value, [value["report_file"], value["markdown_file"]])
     return dg.Output(
         value,
@@ -177,7 +171,10 @@ def evaluation(
     )
 
 
-@dg.asset_check(asset=evaluation, blocking=True, description="SHIP or NO-SHIP: gates registration.")
+@dg.asset_check(
+    asset=evaluation, blocking=True, partitions_def=recipe_partitions,
+    description="SHIP or NO-SHIP: gates registration.",
+)
 def ship_gate(evaluation: dict) -> dg.AssetCheckResult:
     verdict = evaluation["verdict"]
     return dg.AssetCheckResult(

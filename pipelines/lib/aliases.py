@@ -74,10 +74,14 @@ def champion_for_evaluation(name: str, base_model_sha256: str, run_id: str,
         return {**info, "skipped": f"the champion (v{champion.version}) adapts another base "
                                    f"model (sha256 {str(champion_base)[:12]}…)"}
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     shutil.rmtree(destination, ignore_errors=True)
-    local = Path(mlflow.artifacts.download_artifacts(
-        f"models:/{name}/{champion.version}", dst_path=str(destination)))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(
+            f"models:/{name}/{champion.version}", dst_path=str(destination)))
+    except (MlflowException, OSError) as exc:
+        return {**info, "skipped": f"its artifacts could not be downloaded ({exc})"}
     adapter = local / "artifacts" / "adapter"
     if not (adapter / ADAPTER_FILE).is_file():
         return {**info, "skipped": f"version {champion.version} holds no adapter"}

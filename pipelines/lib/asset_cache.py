@@ -11,6 +11,7 @@ evaluates nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -34,7 +35,7 @@ CODE_FILES: dict[str, tuple[str, ...]] = {
     "training_run": ("lib/axolotl_config.py", "lib/data_lineage.py", "worker/train.py"),
     "evaluation": ("lib/evaluation.py", "lib/metrics.py", "lib/gate.py", "lib/probes.py",
                    "lib/report.py", "worker/evaluate.py", "worker/generation.py"),
-    "registered_adapter": ("lib/registry.py", "worker/chat_model.py"),
+    "registered_adapter": ("lib/registry.py", "lib/aliases.py", "worker/chat_model.py"),
 }
 
 # The recipe parts (a section, or section.field) each cached asset reads. Inputs that come
@@ -47,8 +48,10 @@ RECIPE_PARTS: dict[str, tuple[str, ...]] = {
 }
 
 
+@functools.cache
 def code_version(asset: str) -> str:
-    """Hash of the asset's implementation files (missing ones are skipped)."""
+    """Hash of the asset's implementation files (missing ones are skipped), read once per
+    process: the code this process runs, as Dagster's code version says."""
     digest = hashlib.sha256(asset.encode())
     for name in CODE_FILES[asset]:
         file = _PACKAGE / name

@@ -68,17 +68,18 @@ def prepare_embedded_model(trainer_python: Path = paths.TRAINER_PYTHON) -> Path:
 
 
 def weights_sha256(folder: Path) -> str:
-    """sha256 over the weight files (name and bytes), in name order."""
-    digest = hashlib.sha256()
+    """The weights' sha256: `sha256sum model.safetensors` for a single file; for sharded
+    weights, the sha256 of the "name:sha256" lines of every shard in name order."""
     files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
     if not files:
         raise BaseModelError(f"{folder}: no weight files (*.safetensors or *.bin)")
+    digests = []
     for file in files:
-        digest.update(file.name.encode())
         with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+            digests.append(f"{file.name}:{hashlib.file_digest(handle, 'sha256').hexdigest()}")
+    if len(digests) == 1:
+        return digests[0].split(":", 1)[1]
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 def _hub_snapshot(model_id: str) -> Path | None:

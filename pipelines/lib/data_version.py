@@ -108,11 +108,8 @@ def directory_md5(folder: Path) -> str:
 
 
 def _file_md5(path: Path) -> str:
-    digest = hashlib.md5()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def current_data_version() -> str:

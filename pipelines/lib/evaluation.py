@@ -46,12 +46,15 @@ def few_shot_messages(messages: list[dict], shots: list[list[dict]]) -> list[dic
     return system + turns + question
 
 
-def select_shots(train: pd.DataFrame, heldout: pd.DataFrame, cfg: EvalSection,
-                 seed: int) -> list[list[list[dict]]]:
+def select_shots(
+    train: pd.DataFrame, heldout: pd.DataFrame, cfg: EvalSection, seed: int
+) -> list[list[list[dict]]]:
     """For each held-out row, the k training conversations shown as examples."""
     k = min(cfg.few_shot_k, len(train))
     if cfg.few_shot_selection == "fixed":
-        order = train["id"].map(lambda key: unit_hash(seed, "shots:" + key)).sort_values(kind="stable")
+        order = (
+            train["id"].map(lambda key: unit_hash(seed, "shots:" + key)).sort_values(kind="stable")
+        )
         fixed = [train.loc[i, "messages"] for i in order.index[:k]]
         return [fixed] * len(heldout)
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -73,16 +76,33 @@ def sample_rows(frame: pd.DataFrame, count: int, seed: int, salt: str) -> pd.Dat
 
 
 def build_requests(
-    heldout: pd.DataFrame, train: pd.DataFrame, cfg: EvalSection, seed: int,
-    probes: list[Probe], with_champion: bool, with_teacher: bool = False,
+    heldout: pd.DataFrame,
+    train: pd.DataFrame,
+    cfg: EvalSection,
+    seed: int,
+    probes: list[Probe],
+    with_champion: bool,
+    with_teacher: bool = False,
 ) -> list[dict]:
     """Every generation the evaluation needs, keyed 'candidate|set|row id'."""
     requests: list[dict] = []
 
-    def ask(candidate: str, model: str, where: str, key: str, messages: list[dict],
-            max_new_tokens: int = cfg.max_new_tokens) -> None:
-        requests.append({"key": f"{candidate}|{where}|{key}", "model": model,
-                         "messages": messages, "max_new_tokens": max_new_tokens})
+    def ask(
+        candidate: str,
+        model: str,
+        where: str,
+        key: str,
+        messages: list[dict],
+        max_new_tokens: int = cfg.max_new_tokens,
+    ) -> None:
+        requests.append(
+            {
+                "key": f"{candidate}|{where}|{key}",
+                "model": model,
+                "messages": messages,
+                "max_new_tokens": max_new_tokens,
+            }
+        )
 
     shots = select_shots(train, heldout, cfg, seed)
     for row, row_shots in zip(heldout.itertuples(index=False), shots):
@@ -113,11 +133,18 @@ def labels_for(cfg: EvalSection, heldout: pd.DataFrame) -> list[str]:
 
 
 def score(
-    heldout: pd.DataFrame, train: pd.DataFrame, cfg: EvalSection, seed: int,
-    probes: list[Probe], answers: dict[str, str], losses: dict[str, float],
+    heldout: pd.DataFrame,
+    train: pd.DataFrame,
+    cfg: EvalSection,
+    seed: int,
+    probes: list[Probe],
+    answers: dict[str, str],
+    losses: dict[str, float],
     timings: dict[str, dict],
+    parameters: dict[str, int] | None = None,
 ) -> Evaluation:
     """Score every candidate, bootstrap the primary difference, count regressions, decide."""
+    parameters = parameters or {}
     scorer: Scorer = scorer_for(cfg.task, labels_for(cfg, heldout))
     metric = cfg.primary_metric
     references = [_answer(m) for m in heldout["messages"]]
@@ -129,8 +156,14 @@ def score(
         stats[candidate] = scorer.row_stats(outputs, references)
         metrics[candidate] = scorer.aggregate(stats[candidate])
         prediction_rows += [
-            {"candidate": candidate, "set": "heldout", "id": key,
-             "prompt": _question(m)[-1]["content"], "reference": ref, "output": out}
+            {
+                "candidate": candidate,
+                "set": "heldout",
+                "id": key,
+                "prompt": _question(m)[-1]["content"],
+                "reference": ref,
+                "output": out,
+            }
             for key, m, ref, out in zip(heldout["id"], heldout["messages"], references, outputs)
         ]
     for model, loss in losses.items():
@@ -139,8 +172,14 @@ def score(
 
     scores = {c: metrics[c][metric] for c in candidates}
     rung = gates.best_cheaper_rung(scores)
-    interval = paired_bootstrap(scorer, stats["tuned"], stats[rung], metric,
-                                resamples=cfg.bootstrap_resamples, confidence=cfg.confidence)
+    interval = paired_bootstrap(
+        scorer,
+        stats["tuned"],
+        stats[rung],
+        metric,
+        resamples=cfg.bootstrap_resamples,
+        confidence=cfg.confidence,
+    )
 
     train_rows = sample_rows(train, cfg.train_sample_rows, seed, "overfit:")
     overfit_gap = None
@@ -150,31 +189,55 @@ def score(
         train_score = scorer.aggregate(scorer.row_stats(outputs, train_refs))[metric]
         overfit_gap = train_score - scores["tuned"]
         prediction_rows += [
-            {"candidate": "tuned", "set": "train", "id": key,
-             "prompt": _question(m)[-1]["content"], "reference": ref, "output": out}
-            for key, m, ref, out in zip(train_rows["id"], train_rows["messages"], train_refs, outputs)
+            {
+                "candidate": "tuned",
+                "set": "train",
+                "id": key,
+                "prompt": _question(m)[-1]["content"],
+                "reference": ref,
+                "output": out,
+            }
+            for key, m, ref, out in zip(
+                train_rows["id"], train_rows["messages"], train_refs, outputs
+            )
         ]
 
-    probe_results = {c: {p.id: p.passed(answers[f"{c}|probe|{p.id}"]) for p in probes}
-                     for c in ("baseline", "tuned")} if probes else {}
-    regressions = [p.id for p in probes
-                   if probe_results["baseline"][p.id] and not probe_results["tuned"][p.id]]
+    probe_results = (
+        {
+            c: {p.id: p.passed(answers[f"{c}|probe|{p.id}"]) for p in probes}
+            for c in ("baseline", "tuned")
+        }
+        if probes
+        else {}
+    )
+    regressions = [
+        p.id for p in probes if probe_results["baseline"][p.id] and not probe_results["tuned"][p.id]
+    ]
     for candidate, passed in probe_results.items():
         metrics[candidate]["probe_accuracy"] = float(np.mean(list(passed.values())))
         prediction_rows += [
-            {"candidate": candidate, "set": "probe", "id": p.id, "prompt": p.question,
-             "reference": p.expected, "output": answers[f"{candidate}|probe|{p.id}"]}
+            {
+                "candidate": candidate,
+                "set": "probe",
+                "id": p.id,
+                "prompt": p.question,
+                "reference": p.expected,
+                "output": answers[f"{candidate}|probe|{p.id}"],
+            }
             for p in probes
         ]
 
     for candidate in candidates:
         if candidate != "baseline":
             metrics[candidate]["win_rate_vs_baseline"] = win_rate(
-                scorer, stats[candidate], stats["baseline"])
+                scorer, stats[candidate], stats["baseline"]
+            )
         model = {"baseline": BASE, "few_shot": BASE}.get(candidate, candidate)
         timing = timings.get(model)
         if timing and timing.get("seconds"):
             metrics[candidate]["new_tokens_per_s"] = timing["new_tokens"] / timing["seconds"]
+        if model in parameters:
+            metrics[candidate]["parameters"] = float(parameters[model])
 
     verdict = gates.decide(cfg.gate, metric, scores, interval, regressions, overfit_gap)
     report: dict[str, Any] = {
@@ -182,8 +245,13 @@ def score(
         "primary_metric": metric,
         "candidates": metrics,
         "best_cheaper_rung": rung,
-        "interval": {"versus": rung, "mean": interval.mean, "low": interval.low,
-                     "high": interval.high, "confidence": cfg.confidence},
+        "interval": {
+            "versus": rung,
+            "mean": interval.mean,
+            "low": interval.low,
+            "high": interval.high,
+            "confidence": cfg.confidence,
+        },
         "regressions": regressions,
         "probes": {c: sum(v.values()) for c, v in probe_results.items()},
         "probe_count": len(probes),

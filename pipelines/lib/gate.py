@@ -45,22 +45,31 @@ def decide(
     rung = best_cheaper_rung(scores)
     margin = scores["tuned"] - scores[rung]
     checks = [
-        (margin >= gate.min_margin and margin > 0,
-         f"margin: tuned {metric} {scores['tuned']:.4f} vs {rung} {scores[rung]:.4f} "
-         f"= {margin:+.4f} (needs > 0 and >= {gate.min_margin})"),
-        (interval.low > 0,
-         f"interval: tuned - {rung} in [{interval.low:+.4f}, {interval.high:+.4f}] "
-         "(lower bound must be above 0)"),
-        (len(regressions) <= gate.allowed_regressions,
-         f"regressions: {len(regressions)} forgetting probes lost "
-         f"(allowed {gate.allowed_regressions})" + (f": {', '.join(regressions)}" if regressions else "")),
+        (
+            margin >= gate.min_margin and margin > 0,
+            f"margin: tuned {metric} {scores['tuned']:.4f} vs {rung} {scores[rung]:.4f} "
+            f"= {margin:+.4f} (needs > 0 and >= {gate.min_margin})",
+        ),
+        (
+            interval.low > 0,
+            f"interval: tuned - {rung} in [{interval.low:+.4f}, {interval.high:+.4f}] "
+            "(lower bound must be above 0)",
+        ),
+        (
+            len(regressions) <= gate.allowed_regressions,
+            f"regressions: {len(regressions)} forgetting probes lost "
+            f"(allowed {gate.allowed_regressions})"
+            + (f": {', '.join(regressions)}" if regressions else ""),
+        ),
     ]
     reasons = [("PASS " if ok else "FAIL ") + text for ok, text in checks]
     ship = all(ok for ok, _ in checks)
     if overfit_gap is not None:
         overfit = overfit_gap > gate.max_overfit_gap
         word = ("FAIL " if gate.block_on_overfit else "WARN ") if overfit else "PASS "
-        reasons.append(f"{word}overfitting: train-sample minus held-out {metric} = "
-                       f"{overfit_gap:+.4f} (flagged above {gate.max_overfit_gap})")
+        reasons.append(
+            f"{word}overfitting: train-sample minus held-out {metric} = "
+            f"{overfit_gap:+.4f} (flagged above {gate.max_overfit_gap})"
+        )
         ship = ship and not (overfit and gate.block_on_overfit)
     return Verdict(ship=ship, reasons=reasons)

@@ -57,8 +57,9 @@ class Scorer(Protocol):
 
     def row_stats(self, predictions: Sequence[str], references: Sequence[str]) -> np.ndarray: ...
 
-    def aggregate(self, stats: np.ndarray, indices: np.ndarray | None = None) -> dict[str, float]:
-        ...
+    def aggregate(
+        self, stats: np.ndarray, indices: np.ndarray | None = None
+    ) -> dict[str, float]: ...
 
     def row_scores(self, stats: np.ndarray) -> np.ndarray: ...
 
@@ -73,6 +74,7 @@ class ExtractionScorer:
 
     primary: str = "field_f1"
     higher_is_better: bool = True
+
     # per-row columns: valid, exact, tp, fp, fn, lenient_valid, lenient_tp, lenient_fp, lenient_fn
     def row_stats(self, predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
         rows = []
@@ -80,12 +82,19 @@ class ExtractionScorer:
             gold = _pairs(parse_json_strict(reference))
             strict, lenient = parse_json_strict(prediction), parse_json_lenient(prediction)
             got, got_lenient = _pairs(strict), _pairs(lenient)
-            rows.append([
-                strict is not None, strict is not None and got == gold,
-                len(got & gold), len(got - gold), len(gold - got),
-                lenient is not None,
-                len(got_lenient & gold), len(got_lenient - gold), len(gold - got_lenient),
-            ])
+            rows.append(
+                [
+                    strict is not None,
+                    strict is not None and got == gold,
+                    len(got & gold),
+                    len(got - gold),
+                    len(gold - got),
+                    lenient is not None,
+                    len(got_lenient & gold),
+                    len(got_lenient - gold),
+                    len(gold - got_lenient),
+                ]
+            )
         return np.array(rows, dtype=float).reshape(-1, 9)
 
     def aggregate(self, stats: np.ndarray, indices: np.ndarray | None = None) -> dict[str, float]:
@@ -135,8 +144,12 @@ class ClassificationScorer:
         rows = []
         for prediction, reference in zip(predictions, references, strict=True):
             predicted = normalize_label(prediction, self.labels)
-            rows.append([index[normalize_label(reference, self.labels)],
-                         index.get(predicted, invalid) if predicted else invalid])
+            rows.append(
+                [
+                    index[normalize_label(reference, self.labels)],
+                    index.get(predicted, invalid) if predicted else invalid,
+                ]
+            )
         return np.array(rows, dtype=int).reshape(-1, 2)
 
     def aggregate(self, stats: np.ndarray, indices: np.ndarray | None = None) -> dict[str, float]:
@@ -150,8 +163,9 @@ class ClassificationScorer:
         per_class = f1_score(gold, predicted, labels=known, average=None, zero_division=0)
         return {
             "accuracy": float(accuracy_score(gold, predicted)),
-            "macro_f1": float(f1_score(gold, predicted, labels=known, average="macro",
-                                       zero_division=0)),
+            "macro_f1": float(
+                f1_score(gold, predicted, labels=known, average="macro", zero_division=0)
+            ),
             "valid_label": float((predicted < len(self.labels)).mean()),
             **{f"f1_{label}": float(v) for label, v in zip(self.labels, per_class)},
         }
@@ -180,8 +194,10 @@ class FreeTextScorer:
 
         rouge, chrf = rouge_scorer.RougeScorer(["rougeL"]), CHRF()
         rows = [
-            [rouge.score(reference, prediction)["rougeL"].fmeasure,
-             chrf.sentence_score(prediction, [reference]).score / 100]
+            [
+                rouge.score(reference, prediction)["rougeL"].fmeasure,
+                chrf.sentence_score(prediction, [reference]).score / 100,
+            ]
             for prediction, reference in zip(predictions, references, strict=True)
         ]
         return np.array(rows, dtype=float).reshape(-1, 2)
@@ -214,8 +230,13 @@ class Interval:
 
 
 def paired_bootstrap(
-    scorer: Scorer, stats_a: np.ndarray, stats_b: np.ndarray, metric: str,
-    resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+    scorer: Scorer,
+    stats_a: np.ndarray,
+    stats_b: np.ndarray,
+    metric: str,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> Interval:
     """Confidence interval of metric(a) - metric(b), resampling the same rows for both."""
     n = len(stats_a)

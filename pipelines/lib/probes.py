@@ -26,7 +26,10 @@ class Probe:
         answer = answer.strip()
         if self.match == "exact":
             return answer.rstrip(".!") == self.expected
-        return re.search(rf"(?<!\w){re.escape(self.expected.lower())}(?!\w)", answer.lower()) is not None
+        return (
+            re.search(rf"(?<!\w){re.escape(self.expected.lower())}(?!\w)", answer.lower())
+            is not None
+        )
 
     def messages(self) -> list[dict]:
         return [{"role": "user", "content": self.question}]
@@ -40,9 +43,13 @@ def capital_probes(count: int = CAPITAL_COUNT) -> list[Probe]:
         key=lambda c: (-c["population"], c["iso"]),
     )[:count]
     return [
-        Probe(f"capital-{c['iso']}", "capitals",
-              f"What is the capital of {c['name']}? Answer with the city name only.",
-              c["capital"], "contains")
+        Probe(
+            f"capital-{c['iso']}",
+            "capitals",
+            f"What is the capital of {c['name']}? Answer with the city name only.",
+            c["capital"],
+            "contains",
+        )
         for c in countries
     ]
 
@@ -53,31 +60,73 @@ _PRODUCTS = [(3, 4), (6, 7), (5, 9), (8, 8)]
 
 
 def arithmetic_probes() -> list[Probe]:
-    sums = [Probe(f"add-{a}-{b}", "arithmetic",
-                  f"What is {a} + {b}? Answer with the number only.", str(a + b), "contains")
-            for a, b in _SUMS]
-    products = [Probe(f"mul-{a}-{b}", "arithmetic",
-                      f"What is {a} times {b}? Answer with the number only.", str(a * b),
-                      "contains")
-                for a, b in _PRODUCTS]
+    sums = [
+        Probe(
+            f"add-{a}-{b}",
+            "arithmetic",
+            f"What is {a} + {b}? Answer with the number only.",
+            str(a + b),
+            "contains",
+        )
+        for a, b in _SUMS
+    ]
+    products = [
+        Probe(
+            f"mul-{a}-{b}",
+            "arithmetic",
+            f"What is {a} times {b}? Answer with the number only.",
+            str(a * b),
+            "contains",
+        )
+        for a, b in _PRODUCTS
+    ]
     return sums + products
 
 
 def instruction_probes() -> list[Probe]:
     return [
-        Probe("say-yes", "instructions", "Reply with the single word YES in capital letters.",
-              "YES", "exact"),
-        Probe("repeat-banana", "instructions",
-              "Write the word banana three times, separated by single spaces.",
-              "banana banana banana", "contains"),
-        Probe("colour-sky", "instructions", "What colour is a clear daytime sky? One word.",
-              "blue", "contains"),
-        Probe("opposite-hot", "instructions", "What is the opposite of hot? One word.", "cold",
-              "contains"),
-        Probe("days-week", "instructions", "How many days are in a week? Answer with a number.",
-              "7", "contains"),
-        Probe("bonjour", "instructions", "Translate the French word 'bonjour' into English.",
-              "hello", "contains"),
+        Probe(
+            "say-yes",
+            "instructions",
+            "Reply with the single word YES in capital letters.",
+            "YES",
+            "exact",
+        ),
+        Probe(
+            "repeat-banana",
+            "instructions",
+            "Write the word banana three times, separated by single spaces.",
+            "banana banana banana",
+            "contains",
+        ),
+        Probe(
+            "colour-sky",
+            "instructions",
+            "What colour is a clear daytime sky? One word.",
+            "blue",
+            "contains",
+        ),
+        Probe(
+            "opposite-hot",
+            "instructions",
+            "What is the opposite of hot? One word.",
+            "cold",
+            "contains",
+        ),
+        Probe(
+            "days-week",
+            "instructions",
+            "How many days are in a week? Answer with a number.",
+            "7",
+            "contains",
+        ),
+        Probe(
+            "bonjour",
+            "instructions",
+            "Translate the French word 'bonjour' into English.",
+            "hello",
+            "contains",
+        ),
     ]
 
 

@@ -38,6 +38,7 @@ from pipelines.lib.aliases import (
 
 LOGGED_MODEL_NAME = "chat_model"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # Run tags copied onto a version (lineage); long or run-specific ones are left out.
 SKIPPED_RUN_TAGS = ("rung.verdict_reasons",)
 
@@ -86,6 +87,12 @@ def find_version(client: Any, name: str, run_id: str) -> Any | None:
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
+def evaluation_sha256(report: dict[str, Any]) -> str:
+    """Content hash of what an evaluation measured (its timings left out)."""
+    measured = {k: v for k, v in report.items() if k != "timings"}
+    return hashlib.sha256(json.dumps(measured, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def version_tags(run_tags: dict[str, str], report: dict[str, Any], dagster_run_id: str,
                  evaluated_champion: dict[str, Any] | None) -> dict[str, str]:
     """Lineage and evaluation tags of a new version."""
@@ -105,8 +112,7 @@ def version_tags(run_tags: dict[str, str], report: dict[str, Any], dagster_run_i
         "rung.interval_low": f"{interval['low']:.6f}",
         "rung.interval_high": f"{interval['high']:.6f}",
         "rung.interval_versus": interval["versus"],
-        "rung.evaluation_sha256": hashlib.sha256(
-            json.dumps(report, sort_keys=True, default=str).encode()).hexdigest(),
+        "rung.evaluation_sha256": evaluation_sha256(report),
         "rung.registered_by_dagster_run": dagster_run_id,
     })
     if evaluated_champion and "score" in evaluated_champion:
@@ -130,7 +136,8 @@ def _stage(folder: Path, adapter_dir: Path, base_model: dict[str, str],
             raise RegistryError(f"{adapter_dir}: no {name}; nothing to register")
         shutil.copy2(adapter_dir / name, adapter / name)
     pointer = folder / "base_model.json"
-    pointer.write_text(json.dumps({k: base_model[k] for k in ("id", "path", "sha256")}, indent=1))
+    pointer.write_text(json.dumps({**{k: base_model[k] for k in ("id", "path", "sha256")},
+                                   "weights": _weight_files(Path(base_model["path"]))}, indent=1))
     artifacts = {"adapter": str(adapter), "base_model": str(pointer)}
     for name, sources in attachments.items():  # files, or folders whose files are copied
         target = folder / name
@@ -141,6 +148,17 @@ def _stage(folder: Path, adapter_dir: Path, base_model: dict[str, str],
                     shutil.copy2(file, target / file.name)
         artifacts[name] = str(target)
     return artifacts
+
+
+def _weight_files(folder: Path) -> dict[str, str]:
+    """sha256 of each weight file of the base model (what the loaded model checks)."""
+    digests = {}
+    for file in sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES):
+        with file.open("rb") as handle:
+            digests[file.name] = hashlib.file_digest(handle, "sha256").hexdigest()
+    if not digests:
+        raise RegistryError(f"base model {folder}: no weight files to record")
+    return digests
 
 
 def _requirements(run_tags: dict[str, str]) -> list[str]:

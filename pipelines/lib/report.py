@@ -40,6 +40,13 @@ def run_summary(recipe_id: str, dagster_run_id: str, outputs: dict[str, dict]) -
         ("mlflow run id", train.get("mlflow_run_id")),
         ("adapter", adapter.get("adapter_uri")
          or (f"not registered ({train['adapter_dir']})" if train else None)),
+        ("registered", f"{adapter['model_uri']} ({', '.join(adapter['aliases']) or 'no alias'}"
+         f"{'' if adapter['created'] else '; registered before'})"
+         if adapter.get("model_uri") else None),
+        ("promotion", adapter.get("promotion")),
+        ("reused from cache", ", ".join(name for name, value in outputs.items()
+                                     if isinstance(value, dict)
+                                     and "reused_from_dagster_run" in value) or None),
     ]
     width = max(len(label) for label, _ in rows)
     lines = [f"  {label:<{width}}  {_fmt(value) if value is not None else '-'}"
@@ -62,7 +69,7 @@ def ladder_rows(report: dict) -> list[list[str]]:
     metric = report["primary_metric"]
     interval = report["interval"]
     rows = [["candidate", metric, f"tuned - {interval['versus']} ({interval['confidence']:.0%} CI)",
-             "probes right", "held-out loss"]]
+             "probes right", "held-out loss", "params", "new tok/s"]]
     for name in CANDIDATE_ORDER:
         scores = report["candidates"].get(name)
         if not scores or metric not in scores:
@@ -72,7 +79,9 @@ def ladder_rows(report: dict) -> list[list[str]]:
         probes = (f"{report['probes'][name]}/{report['probe_count']}"
                   if name in report.get("probes", {}) else "")
         loss = f"{scores['heldout_loss']:.3f}" if "heldout_loss" in scores else ""
-        rows.append([name, f"{scores[metric]:.3f}", ci, probes, loss])
+        size = f"{scores['parameters'] / 1e6:.1f}M" if "parameters" in scores else ""
+        speed = f"{scores['new_tokens_per_s']:.1f}" if "new_tokens_per_s" in scores else ""
+        rows.append([name, f"{scores[metric]:.3f}", ci, probes, loss, size, speed])
     return rows
 
 
@@ -113,7 +122,7 @@ def metric_charts(report: dict) -> dict[str, bytes]:
 
     names = [n for n in CANDIDATE_ORDER if n in report["candidates"]]
     metrics = sorted({m for n in names for m in report["candidates"][n]
-                      if m not in ("heldout_perplexity", "new_tokens_per_s")})
+                      if m not in ("heldout_perplexity", "new_tokens_per_s", "parameters")})
     charts = {}
     for metric in metrics:
         present = [n for n in names if metric in report["candidates"][n]]

@@ -33,8 +33,9 @@ def resolve_teacher(cfg: DistillSection) -> dict[str, Any]:
     return found
 
 
-def ask_http_teacher(cfg: DistillSection, conversations: list[list[dict]],
-                     timeout_s: float = 120) -> list[str]:
+def ask_http_teacher(
+    cfg: DistillSection, conversations: list[list[dict]], timeout_s: float = 120
+) -> list[str]:
     """One chat completion per conversation from an OpenAI-compatible endpoint."""
     headers = {"Content-Type": "application/json"}
     if cfg.api_key_env:
@@ -44,11 +45,17 @@ def ask_http_teacher(cfg: DistillSection, conversations: list[list[dict]],
         headers["Authorization"] = f"Bearer {key}"
     answers = []
     for messages in conversations:
-        body = {"model": cfg.teacher_model or "teacher", "messages": messages,
-                "max_tokens": cfg.max_new_tokens, "temperature": cfg.temperature}
+        body = {
+            "model": cfg.teacher_model or "teacher",
+            "messages": messages,
+            "max_tokens": cfg.max_new_tokens,
+            "temperature": cfg.temperature,
+        }
         request = urllib.request.Request(
-            cfg.teacher.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(),
-            headers=headers, method="POST",
+            cfg.teacher.rstrip("/") + "/chat/completions",
+            data=json.dumps(body).encode(),
+            headers=headers,
+            method="POST",
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
@@ -59,8 +66,9 @@ def ask_http_teacher(cfg: DistillSection, conversations: list[list[dict]],
     return answers
 
 
-def ask_http_teacher_rows(cfg: DistillSection, frame: pd.DataFrame, candidate: str
-                          ) -> dict[str, str]:
+def ask_http_teacher_rows(
+    cfg: DistillSection, frame: pd.DataFrame, candidate: str
+) -> dict[str, str]:
     """Held-out answers of an HTTP teacher, keyed like the evaluation's requests."""
     questions = [messages[:-1] for messages in frame["messages"]]
     answers = ask_http_teacher(cfg, questions)

@@ -18,10 +18,12 @@ def _ask(code: str) -> str:
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that decide a training result (lineage tags)."""
-    return json.loads(_ask(
-        "import importlib.metadata as m, json; "
-        f"print(json.dumps({{p: m.version(p) for p in {LINEAGE_PACKAGES!r}}}))"
-    ))
+    return json.loads(
+        _ask(
+            "import importlib.metadata as m, json; "
+            f"print(json.dumps({{p: m.version(p) for p in {LINEAGE_PACKAGES!r}}}))"
+        )
+    )
 
 
 def cuda_available() -> bool:

@@ -38,12 +38,15 @@ def prompt_of(messages: list[dict]) -> list[dict]:
 
 
 def preference_records(train: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{"id": r.id, "messages": prompt_of(r.messages), "chosen": r.chosen,
-             "rejected": r.rejected} for r in train.itertuples(index=False)]
+    return [
+        {"id": r.id, "messages": prompt_of(r.messages), "chosen": r.chosen, "rejected": r.rejected}
+        for r in train.itertuples(index=False)
+    ]
 
 
-def on_policy_pairs(train: pd.DataFrame, base_answers: dict[str, str],
-                    scorer: Scorer) -> tuple[list[dict[str, Any]], int]:
+def on_policy_pairs(
+    train: pd.DataFrame, base_answers: dict[str, str], scorer: Scorer
+) -> tuple[list[dict[str, Any]], int]:
     """DPO pairs (gold chosen, the base model's wrong answer rejected); also how many
     training prompts the base model already answered perfectly (no pair for those)."""
     references = [m[-1]["content"] for m in train["messages"]]
@@ -52,20 +55,40 @@ def on_policy_pairs(train: pd.DataFrame, base_answers: dict[str, str],
     pairs = [
         {"id": key, "messages": prompt_of(messages), "chosen": reference, "rejected": answer}
         for key, messages, reference, answer, score in zip(
-            train["id"], train["messages"], references, answers, scores)
+            train["id"], train["messages"], references, answers, scores
+        )
         if score < ROW_PERFECT and answer.strip() != reference.strip()
     ]
     return pairs, len(train) - len(pairs)
 
 
-def distilled_records(train: pd.DataFrame, teacher_answers: dict[str, str],
-                      provenance: dict[str, Any]) -> list[dict[str, Any]]:
+def distilled_records(
+    train: pd.DataFrame, teacher_answers: dict[str, str], provenance: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The teacher's answer as the assistant turn, with the teacher's identity per row."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return [
-        {"id": key, "messages": prompt_of(messages) + [
-            {"role": "assistant", "content": teacher_answers[key]}],
-         "provenance": {**provenance, "labelled_at": stamp}}
+        {
+            "id": key,
+            "messages": prompt_of(messages)
+            + [{"role": "assistant", "content": teacher_answers[key]}],
+            "provenance": {**provenance, "labelled_at": stamp},
+        }
         for key, messages in zip(train["id"], train["messages"])
         if teacher_answers[key].strip()
     ]
+
+
+def length_bias(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Do chosen answers tend to be longer than rejected ones? (DPO learns length
+    preferences easily; a strong bias is worth knowing before crediting the 'taste'.)"""
+    pairs = [(len(r["chosen"].split()), len(r["rejected"].split())) for r in records]
+    if not pairs:
+        return {}
+    chosen, rejected = zip(*pairs)
+    return {
+        "pairs": float(len(pairs)),
+        "chosen_mean_words": sum(chosen) / len(pairs),
+        "rejected_mean_words": sum(rejected) / len(pairs),
+        "chosen_longer_share": sum(c > r for c, r in pairs) / len(pairs),
+    }

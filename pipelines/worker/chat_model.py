@@ -7,8 +7,9 @@ environment, `mlflow models serve`). Self-contained on purpose: a served model
 needs neither the repository nor its environment variables.
 
 Artifacts: `adapter/` (adapter_model.safetensors + adapter_config.json) and
-`base_model.json`, a pointer {id, path, sha256} to the base model's local folder;
-the weights' sha256 is checked on load, so a different base model is refused.
+`base_model.json`, a pointer {id, path, sha256, weights: {file: sha256}} to the
+base model's local folder; each weight file's sha256 is checked on load, so a
+different base model is refused.
 
 Input: one or more conversations, each a list of {role, content} messages
 (`{"messages": [...]}` or a DataFrame with a `messages` column). Output: the
@@ -28,31 +29,29 @@ from mlflow.pyfunc import PythonModel
 
 DEFAULT_MAX_NEW_TOKENS = 128
 ROLES = {"system", "user", "assistant"}
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
-def weights_sha256(folder: Path) -> str:
-    """sha256 over the weight files (name and bytes), in name order (as rung records it)."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES):
-        digest.update(file.name.encode())
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def base_model_dir(pointer: dict[str, str]) -> Path:
-    """The recorded base model folder, or the same model in this machine's rung cache."""
+def base_model_dir(pointer: dict[str, Any]) -> Path:
+    """The recorded base model folder, or the same model in this machine's rung cache; the
+    weight files must have the sha256 recorded at registration (`sha256sum` of each)."""
     candidates = [Path(pointer["path"])]
     cache = Path(os.environ.get("RUNG_CACHE_DIR", Path.home() / ".cache" / "rung"))
     candidates.append(cache / "models" / pointer["id"])
-    for folder in candidates:
-        if (folder / "config.json").is_file() and weights_sha256(folder) == pointer["sha256"]:
+    for folder in dict.fromkeys(candidates):
+        if (folder / "config.json").is_file() and all(
+            (folder / name).is_file() and file_sha256(folder / name) == digest
+            for name, digest in pointer["weights"].items()
+        ):
             return folder
     raise RuntimeError(
-        f"base model {pointer['id']!r} with weights sha256 {pointer['sha256'][:12]}… not found "
-        f"(looked in {', '.join(str(c) for c in candidates)}); prepare it (`make model`) first"
+        f"base model {pointer['id']!r} with the recorded weights ({', '.join(pointer['weights'])}"
+        f", sha256 {pointer['sha256'][:12]}…) not found in "
+        f"{' or '.join(str(c) for c in dict.fromkeys(candidates))}; prepare it (`make model`)"
     )
 
 

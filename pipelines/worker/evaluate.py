@@ -38,8 +38,10 @@ def main() -> None:
                 (outputs, tokens), seconds = timed(
                     models.generate, [r["messages"] for r in requests], max_new_tokens, batch_size
                 )
-            answers += [{"key": r["key"], "output": o, "tokens": t}
-                        for r, o, t in zip(requests, outputs, tokens)]
+            answers += [
+                {"key": r["key"], "output": o, "tokens": t}
+                for r, o, t in zip(requests, outputs, tokens)
+            ]
             timing = timings.setdefault(model, {"seconds": 0.0, "rows": 0, "new_tokens": 0})
             timing["seconds"] += seconds
             timing["rows"] += len(requests)
@@ -47,7 +49,9 @@ def main() -> None:
 
         losses = {}
         loss_models = extras.get("loss_models", [])
-        heldout = [row["messages"] for row in _read_jsonl(extras["heldout_file"])] if loss_models else []
+        heldout = (
+            [row["messages"] for row in _read_jsonl(extras["heldout_file"])] if loss_models else []
+        )
         for model in loss_models:
             context.log.info(f"held-out loss of {model} on {len(heldout)} rows")
             with models.using(model):
@@ -56,7 +60,8 @@ def main() -> None:
         with Path(extras["answers_file"]).open("w", encoding="utf-8") as out:
             for answer in answers:
                 out.write(json.dumps(answer, ensure_ascii=False) + "\n")
-        Path(extras["result_file"]).write_text(json.dumps({"losses": losses, "timings": timings}))
+        result = {"losses": losses, "timings": timings, "parameters": models.parameter_counts()}
+        Path(extras["result_file"]).write_text(json.dumps(result))
         context.report_asset_materialization(metadata={"answers": len(answers)})
 
 

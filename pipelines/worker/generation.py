@@ -38,6 +38,17 @@ class Models:
                 self.model.load_adapter(path, adapter_name=name)
         self.model.eval()
 
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters each model runs with: the base, and base + each adapter."""
+        base = sum(p.numel() for n, p in self.model.named_parameters() if "lora_" not in n)
+        counts = {BASE: base}
+        for name in self.adapters:
+            marker = f".{name}."
+            counts[name] = base + sum(
+                p.numel() for n, p in self.model.named_parameters() if "lora_" in n and marker in n
+            )
+        return counts
+
     @contextlib.contextmanager
     def using(self, name: str) -> Iterator[None]:
         """Run the block with adapter `name` active, or with none for BASE."""
@@ -71,12 +82,19 @@ class Models:
         eos = self.tokenizer.eos_token_id
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            batch = self.tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
-                                   add_special_tokens=False)
+            batch = self.tokenizer(
+                [prompts[i] for i in chunk],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            )
             with torch.no_grad():
                 output = self.model.generate(
-                    **batch, max_new_tokens=max_new_tokens, do_sample=False,
-                    eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id,
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=eos,
+                    pad_token_id=self.tokenizer.pad_token_id,
                 )
             new_tokens = output[:, batch["input_ids"].shape[1] :]
             for row, tokens in zip(chunk, new_tokens):
@@ -86,13 +104,15 @@ class Models:
                 answers[row] = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
         return answers, counts
 
-    def heldout_loss(self, conversations: Sequence[Sequence[dict]], max_len: int,
-                     batch_size: int) -> float:
+    def heldout_loss(
+        self, conversations: Sequence[Sequence[dict]], max_len: int, batch_size: int
+    ) -> float:
         """Token-weighted mean cross-entropy on the assistant's tokens only."""
         encoded = []
         for messages in conversations:
-            prompt_ids = self.tokenizer(self.prompt_text(messages[:-1]),
-                                        add_special_tokens=False)["input_ids"]
+            prompt_ids = self.tokenizer(self.prompt_text(messages[:-1]), add_special_tokens=False)[
+                "input_ids"
+            ]
             full = self.tokenizer.apply_chat_template(list(messages), tokenize=False)
             full_ids = self.tokenizer(full, add_special_tokens=False)["input_ids"][:max_len]
             encoded.append((full_ids, len(prompt_ids)))
@@ -101,7 +121,9 @@ class Models:
             batch = encoded[start : start + batch_size]
             width = max(len(ids) for ids, _ in batch)
             input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
-            attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
+            attention = torch.tensor(
+                [[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch]
+            )
             labels = input_ids.clone()
             for i, (ids, answer_start) in enumerate(batch):
                 labels[i, :answer_start] = -100
@@ -110,8 +132,10 @@ class Models:
                 logits = self.model(input_ids=input_ids, attention_mask=attention).logits
             shifted, targets = logits[:, :-1].float(), labels[:, 1:]
             total += torch.nn.functional.cross_entropy(
-                shifted.reshape(-1, shifted.size(-1)), targets.reshape(-1),
-                ignore_index=-100, reduction="sum",
+                shifted.reshape(-1, shifted.size(-1)),
+                targets.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
             ).item()
             count += int((targets != -100).sum())
         return total / max(count, 1)

@@ -36,7 +36,9 @@ def _stream(process: subprocess.Popen, log_file: Path, context) -> deque[str]:
                 tail.append(line)
                 if match := _LOSS_LINE.search(line):
                     values = ast.literal_eval(match.group(0))
-                    context.log.info(f"train loss {float(values['loss']):.4f} at epoch {values.get('epoch')}")
+                    context.log.info(
+                        f"train loss {float(values['loss']):.4f} at epoch {values.get('epoch')}"
+                    )
                 elif (match := _PROGRESS.search(line)) and int(match.group(2)) > 1:
                     done, total = int(match.group(1)), int(match.group(2))
                     decile = 10 * done // total
@@ -54,12 +56,18 @@ def main() -> None:
         config = Path(context.get_extra("axolotl_config"))
         log_file = Path(context.get_extra("log_file"))
         command = [
-            str(Path(sys.executable).with_name("axolotl")), "train", str(config),
-            "--launcher", "python",
+            str(Path(sys.executable).with_name("axolotl")),
+            "train",
+            str(config),
+            "--launcher",
+            "python",
         ]
         context.log.info("running: " + " ".join(command))
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             errors="replace",
         )
         tail = _stream(process, log_file, context)

@@ -1,0 +1,39 @@
+import hashlib
+
+import pytest
+
+from pipelines.lib.base_model import (
+    BaseModelError,
+    embedded_model_dir,
+    resolve_adapter,
+    resolve_base_model,
+    weights_sha256,
+)
+
+
+def test_single_file_weights_hash_is_the_files_sha256(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    assert weights_sha256(tmp_path) == hashlib.sha256(b"weights").hexdigest()
+
+
+def test_sharded_weights_hash_changes_with_any_shard(tmp_path):
+    (tmp_path / "a.safetensors").write_bytes(b"1")
+    (tmp_path / "b.safetensors").write_bytes(b"2")
+    before = weights_sha256(tmp_path)
+    (tmp_path / "b.safetensors").write_bytes(b"3")
+    assert weights_sha256(tmp_path) != before
+
+
+def test_the_embedded_model_resolves_offline():
+    model = resolve_base_model("smollm2-135m-instruct")
+    assert model.path == embedded_model_dir() and len(model.sha256) == 64
+
+
+def test_unknown_models_and_adapters_are_refused_with_what_to_do(tmp_path):
+    with pytest.raises(BaseModelError, match="unknown base model 'acme/nope'.*never downloads"):
+        resolve_base_model("acme/nope")
+    with pytest.raises(BaseModelError, match="no weight files"):
+        (tmp_path / "config.json").write_text("{}")
+        resolve_base_model(str(tmp_path))
+    with pytest.raises(BaseModelError, match="neither a LoRA adapter folder"):
+        resolve_adapter(str(tmp_path))
