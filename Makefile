@@ -78,6 +78,7 @@ bench-data: envs
 bench-generation: setup
 	$(TRAIN_VENV)/bin/python benchmarks/generation.py
 
-# The no-op re-run of the default recipe against its first run, in a fresh state dir (~15 min).
+# Re-runs of the default recipe (no-op, eval-only change) against its first run, in a
+# fresh state dir (~25 min on 2 cores).
 bench-cache: setup
 	$(VENV)/bin/python benchmarks/noop_rerun.py

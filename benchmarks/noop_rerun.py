@@ -1,10 +1,12 @@
 """No-op re-run of a recipe against its first run (asset caching).
 
-Runs `rung run <recipe>` twice in a fresh state dir (its own Dagster home, MLflow
-store and run outputs; the user's are untouched): the first run computes every
-asset; the second has nothing changed, so every expensive asset reuses its
-outputs and registration finds its version. Reports each command's wall time
-(process start included) and each step's time from the Dagster event log.
+Runs `rung run <recipe>` in a fresh state dir (its own Dagster home, MLflow store
+and run outputs; the user's are untouched) and a copy of the recipe: the first run
+computes every asset; the second has nothing changed, so every expensive asset
+reuses its outputs and registration finds its version; the third changes only the
+eval section (eval.num_samples), so only evaluation and registration run again.
+Reports each command's wall time (process start included) and each step's time
+and cache status from the Dagster event log.
 
     make bench-cache      # or: .venv/bin/python benchmarks/noop_rerun.py [--recipe ...]
 """
@@ -33,15 +35,34 @@ def timed_run(recipe: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def step_seconds(state: Path) -> list[dict[str, float]]:
-    """Per run (oldest first): {step: seconds} from the benchmark's own Dagster instance."""
+def steps(state: Path) -> list[dict[str, str]]:
+    """Per run (oldest first): {step: "seconds (cache status)"} from its Dagster instance."""
     os.environ["DAGSTER_HOME"] = str(state / ".dagster")
     import dagster as dg
 
     instance = dg.DagsterInstance.get()
     runs = sorted(instance.get_runs(), key=lambda r: instance.get_run_stats(r.run_id).start_time)
-    return [{s.step_key: round(s.end_time - s.start_time, 2)
-             for s in instance.get_run_step_stats(run.run_id)} for run in runs]
+    out = []
+    for run in runs:
+        cache = {}
+        for event in instance.all_logs(run.run_id,
+                                       of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            status = event.dagster_event.event_specific_data.materialization.metadata.get("cache")
+            if status is not None:
+                cache[event.dagster_event.asset_key.path[-1]] = status.value
+        out.append({s.step_key: f"{s.end_time - s.start_time:.1f}"
+                    + (f" ({cache[s.step_key]})" if s.step_key in cache else "")
+                    for s in instance.get_run_step_stats(run.run_id)})
+    return out
+
+
+def change_eval(recipe: Path) -> None:
+    """Change only the eval section: one more sample answer in the report."""
+    import yaml
+
+    spec = yaml.safe_load(recipe.read_text())
+    spec.setdefault("eval", {})["num_samples"] = spec["eval"].get("num_samples", 5) + 1
+    recipe.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
 def machine() -> str:
@@ -51,31 +72,39 @@ def machine() -> str:
     memory = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                       if line.startswith("MemTotal"))) / 2**20
     return (f"{os.cpu_count()} cores ({model}), {memory:.0f} GiB RAM, Python "
-            f"{platform.python_version()}, no GPU")
+            f"{platform.python_version()}, {'a' if Path('/dev/nvidia0').exists() else 'no'} GPU")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--recipe", default="recipes/address-extraction-lora.yaml")
     args = parser.parse_args()
-    recipe = (REPO / args.recipe).resolve()
+    source = (REPO / args.recipe).resolve()
     with tempfile.TemporaryDirectory(prefix="rung-bench-cache-") as tmp:
-        env = {**os.environ, "RUNG_STATE_DIR": tmp}
+        recipe = Path(tmp) / "recipes" / source.name
+        recipe.parent.mkdir()
+        recipe.write_bytes(source.read_bytes())
+        env = {**os.environ, "RUNG_STATE_DIR": str(Path(tmp) / "state"),
+               "RUNG_RECIPES_DIR": str(recipe.parent)}
         first = timed_run(recipe, env)
         print(f"first run: {first:.1f} s", flush=True)
         noop = timed_run(recipe, env)
         print(f"no-op re-run: {noop:.1f} s", flush=True)
-        steps = step_seconds(Path(tmp))
+        change_eval(recipe)
+        eval_only = timed_run(recipe, env)
+        print(f"eval-only change: {eval_only:.1f} s", flush=True)
+        per_step = steps(Path(tmp) / "state")
     result = {"recipe": args.recipe, "machine": machine(), "first_run_s": round(first, 1),
-              "noop_rerun_s": round(noop, 1), "ratio": round(first / noop, 1),
-              "steps_first_s": steps[0], "steps_noop_s": steps[1]}
+              "noop_rerun_s": round(noop, 1), "eval_only_change_s": round(eval_only, 1),
+              "steps": dict(zip(("first", "noop", "eval_only"), per_step))}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "noop_rerun.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["| step | first run (s) | no-op re-run (s) |", "|---|---|---|"]
-    lines += [f"| {step} | {seconds} | {steps[1].get(step, '-')} |"
-              for step, seconds in steps[0].items()]
+    lines = ["| step | first run (s) | no-op re-run (s) | eval-only change (s) |",
+             "|---|---|---|---|"]
+    lines += [f"| {step} | {seconds} | {per_step[1].get(step, '-')} | "
+              f"{per_step[2].get(step, '-')} |" for step, seconds in per_step[0].items()]
     lines += [f"| **whole command** (`rung run`, process start included) | **{first:.1f}** | "
-              f"**{noop:.1f}** |"]
+              f"**{noop:.1f}** | **{eval_only:.1f}** |"]
     table = "\n".join(lines)
     (RESULTS / "noop_rerun.md").write_text(
         f"Recipe `{args.recipe}`; {result['machine']}.\n\n{table}\n")

@@ -26,7 +26,7 @@ from pipelines.recipe import parse_recipe
 HASH_TAGS = ("rung.data_dvc_md5", "rung.recipe_sha256", "rung.base_model_sha256",
              "rung.cleaned_sha256", "rung.train_sha256", "rung.heldout_sha256")
 # Metrics that measure the machine, not the model: shown, never compared.
-TIMING_WORDS = ("runtime", "per_sec", "flos", "memory", "mem_", "time")
+TIMING_WORDS = ("runtime", "per_s", "flos", "memory", "mem_", "time")
 # |reproduced - original| <= ABS_TOLERANCE + REL_TOLERANCE * |original|
 ABS_TOLERANCE = 1e-3
 REL_TOLERANCE = 1e-3
