@@ -113,7 +113,7 @@ def test_artifacts_hold_recipe_config_adapter_and_report(tiny_run):
     predictions = pd.read_parquet(client.download_artifacts(run_id, "evaluation/predictions.parquet"))
     heldout = predictions[predictions["set"] == "heldout"]
     assert set(heldout["candidate"]) == {"baseline", "few_shot", "tuned"}
-    assert heldout.groupby("candidate")["id"].apply(set).nunique() == 1  # same rows for all
+    assert heldout.groupby("candidate")["id"].apply(frozenset).nunique() == 1  # same rows
 
 
 def test_adapter_loads_with_peft_and_changes_the_model(tiny_run):
