@@ -53,3 +53,19 @@ def test_written_file_round_trips(tmp_path):
     config = render(max_steps=5)
     path = write_axolotl_config(config, tmp_path / "axolotl.yml")
     assert yaml.safe_load(path.read_text()) == config
+
+
+def test_the_seed_plugin_is_rendered_and_importable_where_axolotl_runs():
+    import subprocess
+
+    from pipelines import paths
+
+    (plugin,) = render()["plugins"]
+    module, name = plugin.rsplit(".", 1)
+    done = subprocess.run(
+        [str(paths.TRAINER_PYTHON), "-c", f"import {module} as m; print(m.{name}.__name__)"],
+        capture_output=True, text=True, cwd=paths.REPO_ROOT,
+        env={"PYTHONPATH": str(paths.REPO_ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == name

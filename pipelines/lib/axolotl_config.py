@@ -9,6 +9,9 @@ import yaml
 
 from pipelines.recipe import TrainSection
 
+# pipelines/worker/axolotl_seed.py, importable in the trainer env (PYTHONPATH = repo).
+SEED_PLUGIN = "pipelines.worker.axolotl_seed.SeedPlugin"
+
 
 def render_axolotl_config(
     train: TrainSection,
@@ -68,6 +71,9 @@ def render_axolotl_config(
         "logging_steps": train.logging_steps,
         "save_strategy": "no",
         "seed": train.seed,
+        # Seeds the adapter's initial weights too (Axolotl seeds only the Trainer, later):
+        # without it two runs of the same recipe train different adapters.
+        "plugins": [SEED_PLUGIN],
         "dataloader_num_workers": 0,
         # Training metrics go to the MLflow run the pipeline created (MLFLOW_RUN_ID).
         "use_mlflow": True,
