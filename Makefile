@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY=true
 export DVC_NO_ANALYTICS=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: demo test setup envs model data ui mlflow lint lock clean-state bench-data bench-generation serve bench-cache
+.PHONY: demo test setup envs model data ui mlflow lint lock clean-state bench-data bench-generation serve bench-cache bench-qlora
 
 demo: setup
 	$(RUNG) run $(DEMO_RECIPE)
@@ -51,7 +51,7 @@ mlflow: envs
 	$(RUNG) mlflow
 
 # Serve a registered model on 127.0.0.1 (the trainer env loads base model + adapter), e.g.
-#   make serve MODEL=models:/address-extraction-lora@champion [PORT=5001]
+#   make serve MODEL=models:/address-extraction-teacher@champion [PORT=5001]
 PORT ?= 5001
 serve: setup
 	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=models:/<name>@champion [PORT=5001]"; exit 2; }
@@ -70,15 +70,19 @@ lock:
 clean-state:
 	rm -rf mlruns/mlflow.db mlruns/artifacts .dagster runs reproductions
 
-# The data-stage benchmark: 1M synthetic chat rows, rung vs the naive baseline (~10 min).
+# The data-stage benchmark: 1M synthetic chat rows, rung vs the naive baseline (~5 min).
 bench-data: envs
 	$(VENV)/bin/python benchmarks/data_stage.py
 
-# Held-out generation throughput: batched vs one row at a time (~5 min).
+# Held-out generation throughput: batched vs one row at a time (~2 min).
 bench-generation: setup
 	$(TRAIN_VENV)/bin/python benchmarks/generation.py
 
 # Re-runs of the default recipe (no-op, eval-only change) against its first run, in a
-# fresh state dir (~25 min on 2 cores).
+# fresh state dir (~10 min on 2 cores).
 bench-cache: setup
 	$(VENV)/bin/python benchmarks/noop_rerun.py
+
+# QLoRA vs LoRA training throughput and GPU memory; needs a CUDA GPU.
+bench-qlora: setup
+	$(VENV)/bin/python benchmarks/qlora_gpu.py

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import re
 import resource
@@ -32,10 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import machine, write_results
+
 NUM_PERM = 128
 THRESHOLD = 0.8
 SHINGLE = 3
-HERE = Path(__file__).resolve().parent
 
 
 def _vocabulary(rng: random.Random, size: int = 30000) -> list[str]:
@@ -252,22 +252,6 @@ def _child(stage: str, path: Path, folder: str, baseline_rows: int) -> dict:
     return json.loads(out.read_text())
 
 
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    import os
-
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    python = platform.python_version()
-    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, Python {python}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -352,8 +336,6 @@ def main() -> int:
     lines += [f"| {a} | {b} | {c} |" for a, b, c in table]
     report = "\n".join(lines)
     print(f"\nmachine: {machine()}\n\n{report}")
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
     summary = {
         "machine": machine(),
         "rows": args.rows,
@@ -362,8 +344,7 @@ def main() -> int:
         "baseline": baseline,
         "quality": quality,
     }
-    (results / "data_stage.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (results / "data_stage.md").write_text(f"machine: {machine()}\n\n{report}\n")
+    write_results("data_stage", summary, report)
     return 0
 
 

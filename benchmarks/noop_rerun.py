@@ -14,24 +14,22 @@ and cache status from the Dagster event log.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import machine, write_results
+
 REPO = Path(__file__).resolve().parent.parent
 RUNG = REPO / ".venv" / "bin" / "rung"
-RESULTS = REPO / "benchmarks" / "results"
 
 
 def timed_run(recipe: Path, env: dict[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run([str(RUNG), "run", str(recipe)], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([str(RUNG), "run", str(recipe)], env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
@@ -45,14 +43,19 @@ def steps(state: Path) -> list[dict[str, str]]:
     out = []
     for run in runs:
         cache = {}
-        for event in instance.all_logs(run.run_id,
-                                       of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        for event in instance.all_logs(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ):
             status = event.dagster_event.event_specific_data.materialization.metadata.get("cache")
             if status is not None:
                 cache[event.dagster_event.asset_key.path[-1]] = status.value
-        out.append({s.step_key: f"{s.end_time - s.start_time:.1f}"
-                    + (f" ({cache[s.step_key]})" if s.step_key in cache else "")
-                    for s in instance.get_run_step_stats(run.run_id)})
+        out.append(
+            {
+                s.step_key: f"{s.end_time - s.start_time:.1f}"
+                + (f" ({cache[s.step_key]})" if s.step_key in cache else "")
+                for s in instance.get_run_step_stats(run.run_id)
+            }
+        )
     return out
 
 
@@ -65,16 +68,6 @@ def change_eval(recipe: Path) -> None:
     recipe.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    memory = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal"))) / 2**20
-    return (f"{os.cpu_count()} cores ({model}), {memory:.0f} GiB RAM, Python "
-            f"{platform.python_version()}, {'a' if Path('/dev/nvidia0').exists() else 'no'} GPU")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--recipe", default="recipes/address-extraction-lora.yaml")
@@ -84,8 +77,11 @@ def main() -> None:
         recipe = Path(tmp) / "recipes" / source.name
         recipe.parent.mkdir()
         recipe.write_bytes(source.read_bytes())
-        env = {**os.environ, "RUNG_STATE_DIR": str(Path(tmp) / "state"),
-               "RUNG_RECIPES_DIR": str(recipe.parent)}
+        env = {
+            **os.environ,
+            "RUNG_STATE_DIR": str(Path(tmp) / "state"),
+            "RUNG_RECIPES_DIR": str(recipe.parent),
+        }
         first = timed_run(recipe, env)
         print(f"first run: {first:.1f} s", flush=True)
         noop = timed_run(recipe, env)
@@ -94,20 +90,28 @@ def main() -> None:
         eval_only = timed_run(recipe, env)
         print(f"eval-only change: {eval_only:.1f} s", flush=True)
         per_step = steps(Path(tmp) / "state")
-    result = {"recipe": args.recipe, "machine": machine(), "first_run_s": round(first, 1),
-              "noop_rerun_s": round(noop, 1), "eval_only_change_s": round(eval_only, 1),
-              "steps": dict(zip(("first", "noop", "eval_only"), per_step))}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "noop_rerun.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["| step | first run (s) | no-op re-run (s) | eval-only change (s) |",
-             "|---|---|---|---|"]
-    lines += [f"| {step} | {seconds} | {per_step[1].get(step, '-')} | "
-              f"{per_step[2].get(step, '-')} |" for step, seconds in per_step[0].items()]
-    lines += [f"| **whole command** (`rung run`, process start included) | **{first:.1f}** | "
-              f"**{noop:.1f}** | **{eval_only:.1f}** |"]
+    result = {
+        "recipe": args.recipe,
+        "machine": machine(),
+        "first_run_s": round(first, 1),
+        "noop_rerun_s": round(noop, 1),
+        "eval_only_change_s": round(eval_only, 1),
+        "steps": dict(zip(("first", "noop", "eval_only"), per_step)),
+    }
+    lines = [
+        "| step | first run (s) | no-op re-run (s) | eval-only change (s) |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {step} | {seconds} | {per_step[1].get(step, '-')} | {per_step[2].get(step, '-')} |"
+        for step, seconds in per_step[0].items()
+    ]
+    lines += [
+        f"| **whole command** (`rung run`, process start included) | **{first:.1f}** | "
+        f"**{noop:.1f}** | **{eval_only:.1f}** |"
+    ]
     table = "\n".join(lines)
-    (RESULTS / "noop_rerun.md").write_text(
-        f"Recipe `{args.recipe}`; {result['machine']}.\n\n{table}\n")
+    write_results("noop_rerun", result, f"recipe `{args.recipe}`\n\n{table}")
     print(table)
 
 

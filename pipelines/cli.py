@@ -49,11 +49,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"rung reproduce: cannot reproduce {args.target}: {exc}", file=sys.stderr)
         return 2
     if done.comparison is None:
-        print(f"rung reproduce: the re-run of {done.original_run_id} did not train "
-              f"(Dagster run {done.dagster_run_id}); see its log above", file=sys.stderr)
+        print(
+            f"rung reproduce: the re-run of {done.original_run_id} did not train "
+            f"(Dagster run {done.dagster_run_id}); see its log above",
+            file=sys.stderr,
+        )
         return 1
-    print(f"\n=== rung reproduce: MLflow run {done.original_run_id} -> {done.reproduced_run_id} "
-          f"(Dagster run {done.dagster_run_id}) ===")
+    print(
+        f"\n=== rung reproduce: MLflow run {done.original_run_id} -> {done.reproduced_run_id} "
+        f"(Dagster run {done.dagster_run_id}) ==="
+    )
     print(format_comparison(done.comparison))
     return 0 if done.comparison.reproduced else 1
 
@@ -72,12 +77,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     configure_mlflow()
     trainer_bin = str(paths.TRAINER_MLFLOW.parent)  # mlflow starts `uvicorn` from PATH
-    env = {**os.environ, "MLFLOW_TRACKING_URI": paths.mlflow_tracking_uri(),
-           "PATH": os.pathsep.join([trainer_bin, os.environ.get("PATH", "")])}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": paths.mlflow_tracking_uri(),
+        "PATH": os.pathsep.join([trainer_bin, os.environ.get("PATH", "")]),
+    }
     mlflow = str(paths.TRAINER_MLFLOW)
     print(f"serving {args.model} on http://127.0.0.1:{args.port}/invocations", flush=True)
-    os.execve(mlflow, [mlflow, "models", "serve", "-m", args.model, "--env-manager", "local",
-                       "-h", "127.0.0.1", "-p", str(args.port), "-t", "600"], env)
+    os.execve(
+        mlflow,
+        [
+            mlflow,
+            "models",
+            "serve",
+            "-m",
+            args.model,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(args.port),
+            "-t",
+            "600",
+        ],
+        env,
+    )
 
 
 def cmd_prepare_model(args: argparse.Namespace) -> int:
@@ -93,8 +118,10 @@ def cmd_data(args: argparse.Namespace) -> int:
     from pipelines.lib.address_corpus import import_address_corpus
     from pipelines.lib.sentiment_corpus import import_sentiment_corpus
 
-    corpora = [(paths.ADDRESS_CORPUS, import_address_corpus, "addresses"),
-               (paths.SENTIMENT_CORPUS, import_sentiment_corpus, "movie-review snippets")]
+    corpora = [
+        (paths.ADDRESS_CORPUS, import_address_corpus, "addresses"),
+        (paths.SENTIMENT_CORPUS, import_sentiment_corpus, "movie-review snippets"),
+    ]
     data_version.configure_local_remote()
     restored = data_version.restore_recorded_version()
     if restored and all(file.is_file() for file, _, _ in corpora):
@@ -106,8 +133,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     md5 = data_version.version_data_dir()
     print(f"data/ versioned by DVC as {md5}")
     if expected and md5 != expected:
-        print(f"WARNING: data.dvc recorded {expected} but the import produced {md5}; "
-              "commit data.dvc if the change is intended", file=sys.stderr)
+        print(
+            f"WARNING: data.dvc recorded {expected} but the import produced {md5}; "
+            "commit data.dvc if the change is intended",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -117,8 +147,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     ensure_dagster_home()
     dagster = str(Path(sys.executable).with_name("dagster"))
-    os.execv(dagster, [dagster, "dev", "-m", "pipelines.definitions",
-                       "-h", args.host, "-p", str(args.port)])
+    os.execv(
+        dagster,
+        [dagster, "dev", "-m", "pipelines.definitions", "-h", args.host, "-p", str(args.port)],
+    )
 
 
 def cmd_mlflow(args: argparse.Namespace) -> int:
@@ -126,8 +158,19 @@ def cmd_mlflow(args: argparse.Namespace) -> int:
 
     configure_mlflow()
     mlflow = str(Path(sys.executable).with_name("mlflow"))
-    os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", paths.mlflow_tracking_uri(),
-                      "--host", args.host, "--port", str(args.port)])
+    os.execv(
+        mlflow,
+        [
+            mlflow,
+            "ui",
+            "--backend-store-uri",
+            paths.mlflow_tracking_uri(),
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,11 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     validate.set_defaults(func=cmd_validate)
     run = sub.add_parser("run", help="materialize the whole graph for a recipe")
     run.add_argument("recipe")
-    run.add_argument("--force", action="store_true",
-                     help="recompute every asset even when its inputs are unchanged")
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="recompute every asset even when its inputs are unchanged",
+    )
     run.set_defaults(func=cmd_run)
     reproduce = sub.add_parser(
-        "reproduce", help="re-run a finished run from its recorded recipe and data version")
+        "reproduce", help="re-run a finished run from its recorded recipe and data version"
+    )
     reproduce.add_argument("target", help="MLflow run id, models:/name@alias, or recipes/x.yaml")
     reproduce.set_defaults(func=cmd_reproduce)
     compare = sub.add_parser("compare", help="each recipe's latest run side by side (MLflow)")
@@ -156,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("prepare-model", help="build the embedded base model (set-up)").set_defaults(
         func=cmd_prepare_model
     )
-    sub.add_parser("data", help="restore data/ to data.dvc's version, or import it (set-up)"
-                   ).set_defaults(func=cmd_data)
+    sub.add_parser(
+        "data", help="restore data/ to data.dvc's version, or import it (set-up)"
+    ).set_defaults(func=cmd_data)
     for name, port, func in (("ui", 3000, cmd_ui), ("mlflow", 5000, cmd_mlflow)):
         server = sub.add_parser(name, help=f"start the {name} web UI on 127.0.0.1:{port}")
         server.add_argument("--host", default="127.0.0.1")

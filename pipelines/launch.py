@@ -49,8 +49,16 @@ class RunOutcome:
         return self.success or self.verdict == "NO-SHIP"
 
 
-ASSETS = ("base_model", "raw_data", "cleaned_data", "split", "training_set", "training_run",
-          "evaluation", "registered_adapter")
+ASSETS = (
+    "base_model",
+    "raw_data",
+    "cleaned_data",
+    "split",
+    "training_set",
+    "training_run",
+    "evaluation",
+    "registered_adapter",
+)
 
 
 # Run tags the assets read (see pipelines/defs/common.py).
@@ -58,9 +66,13 @@ CACHE_TAG = "rung/cache"  # "refresh": recompute and store; "off": recompute, st
 REPRODUCES_TAG = "rung/reproduces"  # the MLflow run a reproduction re-runs
 
 
-def run_recipe(recipe: LoadedRecipe, log_level: str = "INFO", *,
-               tags: Mapping[str, str] | None = None,
-               assets: Sequence[str] | None = None) -> RunOutcome:
+def run_recipe(
+    recipe: LoadedRecipe,
+    log_level: str = "INFO",
+    *,
+    tags: Mapping[str, str] | None = None,
+    assets: Sequence[str] | None = None,
+) -> RunOutcome:
     """Materialize the recipe's partition (every asset, or `assets`), in process, in the
     persistent instance; `tags` become Dagster run tags."""
     if recipe.path.parent != paths.recipes_dir():

@@ -67,7 +67,8 @@ class FieldMap(Section):
     )
     input: str | None = Field(
         default=None,
-        description="format alpaca: optional context appended to the instruction (default 'input').",
+        description="format alpaca: optional context appended to the instruction "
+        "(default 'input').",
     )
     output: str | None = Field(
         default=None, description="format alpaca: the answer (default 'output')."
@@ -96,7 +97,9 @@ class DedupeSection(Section):
         default="words",
         description="Shingles are word n-grams (robust on structured rows) or character n-grams.",
     )
-    shingle_size: int = Field(default=3, ge=1, le=32, description="Words or characters per shingle.")
+    shingle_size: int = Field(
+        default=3, ge=1, le=32, description="Words or characters per shingle."
+    )
     num_perm: int = Field(
         default=128, ge=16, le=1024, description="MinHash permutations (signature length)."
     )
@@ -206,6 +209,14 @@ class DataSection(Section):
         gt=1,
         description="Keep a deterministic sample of this many cleaned rows (small CPU runs).",
     )
+    skip_rows: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Start the sample this many rows into its hash order: a recipe whose skip_rows is "
+            "another's max_rows (same data and seed) gets only rows the other never saw."
+        ),
+    )
     dedupe: DedupeSection = Field(
         default_factory=DedupeSection, description="Near-duplicate detection (MinHash LSH)."
     )
@@ -257,6 +268,15 @@ class DpoSection(Section):
             "gold answer is chosen and the base model's own wrong answer is rejected."
         ),
     )
+    sft_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        description=(
+            "Add the chosen answers' language-model loss with this weight (RPO). Pure DPO can "
+            "lower the chosen answers' likelihood too, only less than the rejected ones'; "
+            "the added term keeps the model producing the chosen answers."
+        ),
+    )
 
 
 class DistillSection(Section):
@@ -275,6 +295,20 @@ class DistillSection(Section):
     )
     max_new_tokens: int = Field(default=128, gt=0, description="Teacher's answer budget.")
     temperature: float = Field(default=0.0, ge=0.0, description="Teacher sampling temperature.")
+
+
+class RehearsalSection(Section):
+    """Self-rehearsal against forgetting: the base model's own answers to unrelated prompts
+    join the training rows, without the recipe's system prompt, so the adapter learns to
+    change the model's behaviour for the task only and to leave other requests alone."""
+
+    source: str = Field(
+        description="File of unrelated prompts, relative to the repository root (under data/): "
+        ".jsonl, .csv or .parquet."
+    )
+    field: str = Field(description="The field or column holding one prompt's text.")
+    rows: int = Field(gt=0, description="How many prompts (a deterministic sample by hash).")
+    max_new_tokens: int = Field(default=96, gt=0, description="The base model's answer budget.")
 
 
 class TrainSection(Section):
@@ -298,6 +332,11 @@ class TrainSection(Section):
     dpo: DpoSection = Field(default_factory=lambda: DpoSection())
     distill: DistillSection | None = Field(
         default=None, description="The teacher, for method: distill."
+    )
+    rehearsal: RehearsalSection | None = Field(
+        default=None,
+        description="Mix the base model's own answers to unrelated prompts into training "
+        "(sft, distill), against forgetting; checked by the forgetting probes.",
     )
     lora_r: int = Field(default=8, gt=0, le=512, description="LoRA rank.")
     lora_alpha: int = Field(default=16, gt=0, description="LoRA scaling numerator.")
@@ -339,15 +378,18 @@ class GateSection(Section):
         description="Metric the gate compares; default per task: field_f1, macro_f1, rouge_l.",
     )
     min_margin: float = Field(
-        default=0.0, ge=0.0,
+        default=0.0,
+        ge=0.0,
         description="The tune must beat the best cheaper rung by at least this much.",
     )
     allowed_regressions: int = Field(
-        default=0, ge=0,
+        default=0,
+        ge=0,
         description="Forgetting probes the baseline gets right that the tune may get wrong.",
     )
     max_overfit_gap: float = Field(
-        default=0.25, ge=0.0,
+        default=0.25,
+        ge=0.0,
         description="Train-sample minus held-out primary metric above this is flagged.",
     )
     block_on_overfit: bool = Field(
@@ -364,10 +406,13 @@ class EvalSection(Section):
         default=None,
         description="Class labels (classification); default: the distinct held-out answers.",
     )
-    few_shot_k: int = Field(default=3, ge=1, description="Training examples in the few-shot prompt.")
+    few_shot_k: int = Field(
+        default=3, ge=1, description="Training examples in the few-shot prompt."
+    )
     few_shot_selection: Literal["fixed", "similar"] = Field(
         default="fixed",
-        description="'fixed': the same k examples for every row; 'similar': the k nearest (TF-IDF).",
+        description="'fixed': the same k examples for every row; "
+        "'similar': the k nearest (TF-IDF).",
     )
     max_new_tokens: int = Field(default=80, gt=0, description="Generation budget per answer.")
     batch_size: int = Field(default=16, gt=0, description="Rows per generation batch.")
@@ -425,9 +470,15 @@ class Recipe(Section):
             raise ValueError("train.dpo.pairs: data needs data.format: preference")
         if train.method == "dpo" and train.sample_packing:
             raise ValueError("train.sample_packing must be false for method: dpo")
+        if train.method == "dpo" and train.rehearsal is not None:
+            raise ValueError(
+                "train.rehearsal adds answers to imitate, for sft and distill; DPO learns from "
+                "pairs and keeps the reference model's behaviour through train.dpo.beta"
+            )
         if (train.method == "distill") != (train.distill is not None):
-            raise ValueError("train.distill (the teacher) is required for, and only for, "
-                             "train.method: distill")
+            raise ValueError(
+                "train.distill (the teacher) is required for, and only for, train.method: distill"
+            )
         return self
 
 
@@ -470,9 +521,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
     return loader.construct_mapping(node)
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _describe(error: dict[str, Any], raw: Any) -> str:
@@ -522,10 +571,13 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
         )
     content = path.read_bytes()
     spec = parse_recipe(content.decode("utf-8"), source=str(path))
-    for source in spec.data.sources:
+    files = [("data.sources", source) for source in spec.data.sources]
+    if spec.train.rehearsal:
+        files.append(("train.rehearsal.source", spec.train.rehearsal.source))
+    for key, source in files:
         if not (paths.sources_root() / source).is_file():
             raise RecipeError(
-                f"{path}: data.sources: file '{source}' not found under {paths.sources_root()} "
+                f"{path}: {key}: file '{source}' not found under {paths.sources_root()} "
                 "(run `make data` to import the embedded corpora, or fix the path)"
             )
     return LoadedRecipe(

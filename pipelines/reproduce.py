@@ -34,13 +34,22 @@ def reproduce(target: str) -> Reproduction:
     original = reproduction.load_original(run_id)
     recipe_file = reproduction.prepare_workspace(original)
     workspace = recipe_file.parent.parent
-    print(f"rung: reproducing MLflow run {run_id} (recipe {original.recipe_id}, data version "
-          f"{original.data_md5}) in {workspace}", flush=True)
+    print(
+        f"rung: reproducing MLflow run {run_id} (recipe {original.recipe_id}, data version "
+        f"{original.data_md5}) in {workspace}",
+        flush=True,
+    )
     result_file = workspace / "result.json"
-    env = {**os.environ, "RUNG_RECIPES_DIR": str(recipe_file.parent),
-           "RUNG_DATA_ROOT": str(workspace)}
-    subprocess.run([sys.executable, "-m", "pipelines.reproduce", str(recipe_file), run_id,
-                    str(result_file)], env=env, check=False)
+    env = {
+        **os.environ,
+        "RUNG_RECIPES_DIR": str(recipe_file.parent),
+        "RUNG_DATA_ROOT": str(workspace),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.reproduce", str(recipe_file), run_id, str(result_file)],
+        env=env,
+        check=False,
+    )
     if not result_file.is_file():
         return Reproduction(run_id, None, None, None)
     result = json.loads(result_file.read_text())
@@ -57,14 +66,21 @@ def _child(recipe_file: str, original_run_id: str, result_file: str) -> int:
     apply_offline_env()
     recipe = load_recipe(recipe_file)
     outcome = run_recipe(
-        recipe, tags={REPRODUCES_TAG: original_run_id, CACHE_TAG: "off"},
+        recipe,
+        tags={REPRODUCES_TAG: original_run_id, CACHE_TAG: "off"},
         assets=[name for name in ASSETS if name != "registered_adapter"],
     )
     training = outcome.outputs.get("training_run") or {}
-    Path(result_file).write_text(json.dumps({
-        "dagster_run_id": outcome.dagster_run_id, "completed": outcome.completed,
-        "mlflow_run_id": training.get("mlflow_run_id"), "verdict": outcome.verdict,
-    }))
+    Path(result_file).write_text(
+        json.dumps(
+            {
+                "dagster_run_id": outcome.dagster_run_id,
+                "completed": outcome.completed,
+                "mlflow_run_id": training.get("mlflow_run_id"),
+                "verdict": outcome.verdict,
+            }
+        )
+    )
     return 0 if outcome.completed else 1
 
 

@@ -5,7 +5,7 @@ XML = b"""<AddressCollection>
   <AddressString><AddressNumber>9265</AddressNumber> <StreetName>Huer</StreetName> <StreetName>Huero</StreetName> <StreetNamePostType>Road,</StreetNamePostType> <PlaceName>Creston,</PlaceName> <ZipCode>93432</ZipCode></AddressString>
   <AddressString><AddressNumber>3600</AddressNumber> <StreetName>5th</StreetName></AddressString>
   <AddressString></AddressString>
-</AddressCollection>"""
+</AddressCollection>"""  # noqa: E501 (one address per line, as in the corpus)
 
 
 def test_each_address_becomes_one_row_with_its_fields():
@@ -22,8 +22,13 @@ def test_each_address_becomes_one_row_with_its_fields():
         "PlaceName": "Creston",
         "ZipCode": "93432",
     }
-    assert list(first["fields"]) == ["AddressNumber", "StreetName", "StreetNamePostType",
-                                     "PlaceName", "ZipCode"]
+    assert list(first["fields"]) == [
+        "AddressNumber",
+        "StreetName",
+        "StreetNamePostType",
+        "PlaceName",
+        "ZipCode",
+    ]
 
 
 def test_written_file_is_byte_for_byte_reproducible(tmp_path):

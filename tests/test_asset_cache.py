@@ -42,7 +42,13 @@ def test_sequence_length_is_read_by_cleaning_training_and_evaluation():
 
 def test_the_data_seed_is_read_by_data_stages_and_evaluation_not_training():
     edit = ("completion: fields}", "completion: fields}\n  seed: 7")
-    assert changed(edit) == {"cleaned_data", "split", "evaluation"}
+    # training_set samples its rehearsal prompts with the data seed
+    assert changed(edit) == {"cleaned_data", "split", "training_set", "evaluation"}
+
+
+def test_rehearsal_changes_the_training_set_and_training_keys():
+    rehearsal = "\n  rehearsal: {source: data/sentiment/movie_reviews.csv, field: text, rows: 9}"
+    assert changed(("lora_r: 8", "lora_r: 8" + rehearsal)) == {"training_set", "training_run"}
 
 
 def test_a_new_registered_name_changes_no_cache_key():

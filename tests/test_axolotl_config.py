@@ -64,7 +64,9 @@ def test_the_seed_plugin_is_rendered_and_importable_where_axolotl_runs():
     module, name = plugin.rsplit(".", 1)
     done = subprocess.run(
         [str(paths.TRAINER_PYTHON), "-c", f"import {module} as m; print(m.{name}.__name__)"],
-        capture_output=True, text=True, cwd=paths.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        cwd=paths.REPO_ROOT,
         env={"PYTHONPATH": str(paths.REPO_ROOT), "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stderr[-2000:]

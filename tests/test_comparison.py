@@ -8,12 +8,23 @@ from pipelines.lib.comparison import COLUMNS, comparison_rows, format_table
 
 
 def finished_run(recipe_id: str, f1: float, **tags: str) -> str:
-    run_id = tracking.start_run(recipe_id, f"dagster-{uuid.uuid4().hex}", {
-        "rung.data_dvc_md5": "a" * 32, "rung.recipe_sha256": "b" * 64,
-        "rung.primary_metric": "field_f1", "rung.verdict": "SHIP",
-        "rung.interval_versus": "few_shot", **tags})
-    tracking.log_metrics(tracking.configure_mlflow(), run_id, {
-        "tuned.field_f1": f1, "gate.interval_low": 0.01, "gate.interval_high": 0.2})
+    run_id = tracking.start_run(
+        recipe_id,
+        f"dagster-{uuid.uuid4().hex}",
+        {
+            "rung.data_dvc_md5": "a" * 32,
+            "rung.recipe_sha256": "b" * 64,
+            "rung.primary_metric": "field_f1",
+            "rung.verdict": "SHIP",
+            "rung.interval_versus": "few_shot",
+            **tags,
+        },
+    )
+    tracking.log_metrics(
+        tracking.configure_mlflow(),
+        run_id,
+        {"tuned.field_f1": f1, "gate.interval_low": 0.01, "gate.interval_high": 0.2},
+    )
     tracking.finish_run(run_id)
     return run_id
 

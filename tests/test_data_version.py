@@ -18,8 +18,13 @@ DVC = str(Path(sys.executable).with_name("dvc"))
 
 
 def dvc(repo: Path, *args: str) -> None:
-    subprocess.run([DVC, *args], cwd=repo, check=True, capture_output=True,
-                   env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    subprocess.run(
+        [DVC, *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
 
 
 def recorded(repo: Path) -> str:
@@ -61,8 +66,9 @@ def test_directory_md5_is_the_md5_dvc_records():
 
 def test_an_old_version_is_restored_from_the_cache_after_data_dvc_moved_on(moved_on, tmp_path):
     repo, _, first = moved_on
-    written = data_version.restore_data_version(first, tmp_path / "restored" / "data",
-                                                [repo / ".dvc" / "cache"])
+    written = data_version.restore_data_version(
+        first, tmp_path / "restored" / "data", [repo / ".dvc" / "cache"]
+    )
     restored = tmp_path / "restored" / "data"
     assert (restored / "task" / "rows.jsonl").read_text() == '{"a": 1}\n'
     assert data_version.directory_md5(restored) == first
@@ -80,8 +86,9 @@ def test_the_remote_serves_a_version_the_cache_lost(moved_on, tmp_path):
 def test_a_version_in_neither_place_is_refused_with_what_to_do(moved_on, tmp_path):
     repo, remote, _ = moved_on
     with pytest.raises(DataVersionNotFound, match=r"0{32} is not in the DVC cache or remote.*push"):
-        data_version.restore_data_version("0" * 32, tmp_path / "data",
-                                          [repo / ".dvc/cache", remote])
+        data_version.restore_data_version(
+            "0" * 32, tmp_path / "data", [repo / ".dvc/cache", remote]
+        )
     assert not (tmp_path / "data").exists()
 
 

@@ -205,6 +205,22 @@ def test_max_rows_takes_the_same_sample_every_time(tmp_path):
     assert first.reconciles()
 
 
+def test_skip_rows_gives_a_sample_disjoint_from_the_first(tmp_path):
+    source = tmp_path / "raw.jsonl"
+    source.write_text("\n".join(_many(300)) + "\n")
+    first = clean([source], DataSection(sources=["x"], max_rows=100))
+    larger = clean([source], DataSection(sources=["x"], max_rows=160))
+    rest = clean([source], DataSection(sources=["x"], max_rows=60, skip_rows=100))
+    ids = {
+        name: {r.id for r in result.rows}
+        for name, result in (("first", first), ("larger", larger), ("rest", rest))
+    }
+    assert ids["first"] < ids["larger"]  # samples nest
+    assert not ids["first"] & ids["rest"]  # skipping the first 100 leaves exactly them out
+    assert ids["first"] | ids["rest"] == ids["larger"]
+    assert rest.counts["sampled_out"] == 240 and rest.reconciles()
+
+
 def test_written_files_are_reproducible(tmp_path):
     source = tmp_path / "raw.jsonl"
     source.write_text("\n".join(_many(50)) + "\n")

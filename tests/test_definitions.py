@@ -1,5 +1,6 @@
 import dagster as dg
 
+from pipelines.launch import ASSETS
 from pipelines.recipe import list_recipe_ids
 
 
@@ -8,12 +9,16 @@ def test_definitions_load_with_the_whole_graph():
 
     job = defs.resolve_job_def("fine_tune")
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"base_model", "raw_data", "cleaned_data", "split", "training_set",
-                    "training_run", "evaluation", "registered_adapter"}
+    assert keys == set(ASSETS)
     assert job.partitions_def.get_partition_keys() == list_recipe_ids()
     graph = defs.resolve_asset_graph()
     parents = graph.get(dg.AssetKey("training_run")).parent_keys
-    assert {k.to_user_string() for k in parents} == {"base_model", "raw_data", "split", "training_set"}
+    assert {k.to_user_string() for k in parents} == {
+        "base_model",
+        "raw_data",
+        "split",
+        "training_set",
+    }
     gate = dg.AssetCheckKey(dg.AssetKey("evaluation"), "ship_gate")
     assert gate in graph.asset_check_keys
     assert graph.get_check_spec(gate).blocking

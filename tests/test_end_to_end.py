@@ -7,6 +7,7 @@ shared by the assertions.
 import json
 import math
 import subprocess
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -77,11 +78,15 @@ def test_training_and_evaluation_metrics_land_in_the_same_run(tiny_run):
     assert len(client.get_metric_history(run_id, "loss")) == steps
     assert outcome.outputs["training_run"]["steps"] == steps
     assert 0 < metrics["tuned.heldout_loss"] < metrics["baseline.heldout_loss"]
-    assert metrics["tuned.heldout_perplexity"] == pytest.approx(math.exp(metrics["tuned.heldout_loss"]))
+    assert metrics["tuned.heldout_perplexity"] == pytest.approx(
+        math.exp(metrics["tuned.heldout_loss"])
+    )
     for candidate in ("baseline", "few_shot", "tuned"):
         assert 0.0 <= metrics[f"{candidate}.field_f1"] <= 1.0
         assert f"{candidate}.valid_json" in metrics
-    assert metrics["gate.interval_low"] <= metrics["gate.difference"] <= metrics["gate.interval_high"]
+    assert (
+        metrics["gate.interval_low"] <= metrics["gate.difference"] <= metrics["gate.interval_high"]
+    )
 
 
 def test_the_ladder_verdict_gates_registration(tiny_run):
@@ -92,9 +97,13 @@ def test_the_ladder_verdict_gates_registration(tiny_run):
     assert report["heldout_rows"] == outcome.outputs["split"]["heldout_rows"]
     assert report["probe_count"] >= 30
     checks = dg.DagsterInstance.get().all_logs(
-        outcome.dagster_run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-    (gate,) = [c.dagster_event.event_specific_data for c in checks
-               if c.dagster_event.event_specific_data.check_name == "ship_gate"]
+        outcome.dagster_run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    )
+    (gate,) = [
+        c.dagster_event.event_specific_data
+        for c in checks
+        if c.dagster_event.event_specific_data.check_name == "ship_gate"
+    ]
     assert gate.passed
 
 
@@ -102,15 +111,27 @@ def test_artifacts_hold_recipe_config_adapter_and_report(tiny_run):
     recipe, outcome = tiny_run
     client = tracking.configure_mlflow()
     run_id = outcome.outputs["training_run"]["mlflow_run_id"]
-    listed = {a.path for folder in ("recipe", "axolotl", "adapter", "evaluation", "logs")
-              for a in client.list_artifacts(run_id, folder)}
-    assert {"recipe/address-tiny.yaml", "axolotl/axolotl.yml", "adapter/adapter_model.safetensors",
-            "adapter/adapter_config.json", "evaluation/report.json", "evaluation/report.md",
-            "evaluation/predictions.parquet", "logs/train.log"} <= listed
+    listed = {
+        a.path
+        for folder in ("recipe", "axolotl", "adapter", "evaluation", "logs")
+        for a in client.list_artifacts(run_id, folder)
+    }
+    assert {
+        "recipe/address-tiny.yaml",
+        "axolotl/axolotl.yml",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "evaluation/report.json",
+        "evaluation/report.md",
+        "evaluation/predictions.parquet",
+        "logs/train.log",
+    } <= listed
     assert client.list_artifacts(run_id, "evaluation/charts")
     local = client.download_artifacts(run_id, "recipe/address-tiny.yaml")
-    assert open(local, "rb").read() == recipe.path.read_bytes()
-    predictions = pd.read_parquet(client.download_artifacts(run_id, "evaluation/predictions.parquet"))
+    assert Path(local).read_bytes() == recipe.path.read_bytes()
+    predictions = pd.read_parquet(
+        client.download_artifacts(run_id, "evaluation/predictions.parquet")
+    )
     heldout = predictions[predictions["set"] == "heldout"]
     assert set(heldout["candidate"]) == {"baseline", "few_shot", "tuned"}
     assert heldout.groupby("candidate")["id"].apply(frozenset).nunique() == 1  # same rows
@@ -119,9 +140,16 @@ def test_artifacts_hold_recipe_config_adapter_and_report(tiny_run):
 def test_adapter_loads_with_peft_and_changes_the_model(tiny_run):
     _, outcome = tiny_run
     done = subprocess.run(
-        [str(paths.TRAINER_PYTHON), "-c", ADAPTER_CHANGES_OUTPUT,
-         outcome.outputs["base_model"]["path"], outcome.outputs["registered_adapter"]["adapter_dir"]],
-        capture_output=True, text=True, check=True,
+        [
+            str(paths.TRAINER_PYTHON),
+            "-c",
+            ADAPTER_CHANGES_OUTPUT,
+            outcome.outputs["base_model"]["path"],
+            outcome.outputs["registered_adapter"]["adapter_dir"],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert float(done.stdout.strip().splitlines()[-1]) > 1e-3
 
@@ -138,7 +166,7 @@ def test_data_card_datasets_and_hashes_are_on_the_mlflow_run(tiny_run):
     assert run.data.tags["rung.cleaned_sha256"] == split["cleaned_sha256"]
     listed = {a.path for a in client.list_artifacts(run.info.run_id, "data_card")}
     assert {"data_card/data_card.md", "data_card/lengths.png", "data_card/drops.png"} <= listed
-    card = open(client.download_artifacts(run.info.run_id, "data_card/data_card.md")).read()
+    card = Path(client.download_artifacts(run.info.run_id, "data_card/data_card.md")).read_text()
     assert card.startswith("# Data card: address-tiny") and "![lengths](lengths.png)" in card
 
 
@@ -178,13 +206,21 @@ def test_a_no_ship_verdict_registers_nothing():
     assert run.info.status == "FINISHED" and run.data.tags["rung.verdict"] == "NO-SHIP"
     assert any("FAIL margin" in r for r in outcome.outputs["evaluation"]["verdict"]["reasons"])
     assert client.list_artifacts(run.info.run_id, "adapter") == []
+    # its training set is the split's rows plus the base model's own rehearsal answers
+    learned = outcome.outputs["training_set"]
+    rows = [json.loads(line) for line in Path(learned["file"]).read_text().splitlines()]
+    rehearsed = [r for r in rows if r["id"].startswith("rehearsal-")]
+    assert learned["rehearsal_rows"] == len(rehearsed) > 0
+    assert len(rows) == outcome.outputs["split"]["train_rows"] + len(rehearsed)
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rehearsed)
 
 
 def test_qlora_on_a_cpu_machine_stops_before_training_with_a_clear_message():
     outcome = run_recipe(load_recipe(recipe_path("address-qlora")))
     assert not outcome.success and "training_run" not in outcome.outputs
     failures = dg.DagsterInstance.get().all_logs(
-        outcome.dagster_run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        outcome.dagster_run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+    )
     (failure,) = [f for f in failures if f.step_key == "training_run"]
     message = failure.dagster_event.step_failure_data.user_failure_data.description
     assert "QLoRA" in message and "needs a CUDA GPU" in message
@@ -196,7 +232,7 @@ def test_a_tiny_dpo_run_learns_from_on_policy_pairs():
     assert outcome.completed, "the DPO run failed; see the Dagster log above"
     pairs = outcome.outputs["training_set"]
     assert pairs["method"] == "dpo" and pairs["rows"] > 0
-    first = json.loads(open(pairs["file"]).readline())
+    first = json.loads(Path(pairs["file"]).read_text().splitlines()[0])
     assert {"messages", "chosen", "rejected"} <= set(first) and first["chosen"] != first["rejected"]
     client = tracking.configure_mlflow()
     run = client.get_run(outcome.outputs["training_run"]["mlflow_run_id"])

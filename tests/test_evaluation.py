@@ -126,3 +126,18 @@ def test_probes_are_fixed_and_check_answers():
     assert add.passed("5") and add.passed("The answer is 5.") and not add.passed("15")
     yes = Probe("y", "instructions", "Say YES", "YES", "exact")
     assert yes.passed("YES.") and not yes.passed("yes") and not yes.passed("YES, sure")
+
+
+def test_run_summary_says_what_the_trainer_learned_from():
+    from pipelines.lib.report import run_summary
+
+    outputs = {
+        "split": {"train_rows": 312, "heldout_rows": 48},
+        "training_set": {"rows": 412, "method": "sft", "rehearsal_rows": 100},
+        "training_run": {"steps": 103, "adapter_dir": "/runs/x/out", "mlflow_run_id": "abc"},
+    }
+    text = run_summary("r", "d", outputs)
+    assert "312 / 48" in text and "412 rows (sft, 100 of them rehearsal)" in text
+    assert "not registered (/runs/x/out)" in text
+    outputs["training_set"] = {"rows": 30, "method": "dpo"}
+    assert "30 rows (dpo)" in run_summary("r", "d", outputs)

@@ -65,7 +65,9 @@ def test_missing_required_section():
 
 def test_missing_data_file_is_named(tmp_path):
     path = write(tmp_path, MINIMAL.replace("addresses.jsonl", "nope.jsonl"))
-    with pytest.raises(RecipeError, match=r"data.sources: file 'data/address/nope.jsonl' not found"):
+    with pytest.raises(
+        RecipeError, match=r"data.sources: file 'data/address/nope.jsonl' not found"
+    ):
         load_recipe(path)
 
 
@@ -97,8 +99,11 @@ def test_section_hash_changes_only_with_its_section(tmp_path):
 
 
 def test_data_fields_must_fit_the_format():
-    with pytest.raises(RecipeError, match=r"data.fields.prompt is not read by data.format "
-                                          r"'messages' \(it reads: messages\)"):
+    with pytest.raises(
+        RecipeError,
+        match=r"data.fields.prompt is not read by data.format "
+        r"'messages' \(it reads: messages\)",
+    ):
         parse_recipe("data:\n  sources: [a.jsonl]\n  format: messages\n  fields: {prompt: q}\n")
     with pytest.raises(RecipeError, match=r"data.format: .*'sharegpt'"):
         parse_recipe("data:\n  sources: [a.jsonl]\n  format: chatml\n")
@@ -133,3 +138,20 @@ def test_training_method_rules_say_what_to_change():
         parse_recipe(MINIMAL + "train:\n  method: dpo\n  dpo: {pairs: data}\n")
     dpo = parse_recipe(MINIMAL + "train:\n  method: dpo\n  dpo: {beta: 0.2}\n").train
     assert (dpo.dpo.beta, dpo.dpo.pairs) == (0.2, "on_policy")
+
+
+REHEARSAL = "  rehearsal: {source: data/sentiment/movie_reviews.csv, field: text, rows: 40}\n"
+
+
+def test_rehearsal_is_for_imitation_methods_and_its_file_must_exist(tmp_path):
+    sft = parse_recipe(MINIMAL + "train:\n" + REHEARSAL).train.rehearsal
+    assert (sft.field, sft.rows, sft.max_new_tokens) == ("text", 40, 96)
+    with pytest.raises(RecipeError, match="train.rehearsal adds answers to imitate"):
+        parse_recipe(MINIMAL + "train:\n  method: dpo\n" + REHEARSAL)
+    with pytest.raises(RecipeError, match="train.rehearsal.rows: .*greater than 0"):
+        parse_recipe(MINIMAL + "train:\n" + REHEARSAL.replace("rows: 40", "rows: 0"))
+    missing = write(tmp_path, MINIMAL + "train:\n" + REHEARSAL.replace("movie_reviews", "nope"))
+    with pytest.raises(
+        RecipeError, match=r"train.rehearsal.source: file 'data/sentiment/nope.csv' not found"
+    ):
+        load_recipe(missing)

@@ -22,23 +22,45 @@ def base_model(tmp_path: Path) -> dict:
     folder.mkdir(exist_ok=True)
     (folder / "model.safetensors").write_bytes(WEIGHTS)
     return {**BASE, "path": str(folder)}
-LINEAGE = {"rung.data_dvc_md5": "d" * 32, "rung.recipe_sha256": "r" * 64,
-           "rung.git_commit": "c" * 40, "rung.base_model": "tiny-base",
-           "rung.base_model_sha256": "b" * 64, "rung.version.torch": "2.13.0"}
+
+
+LINEAGE = {
+    "rung.data_dvc_md5": "d" * 32,
+    "rung.recipe_sha256": "r" * 64,
+    "rung.git_commit": "c" * 40,
+    "rung.base_model": "tiny-base",
+    "rung.base_model_sha256": "b" * 64,
+    "rung.version.torch": "2.13.0",
+}
 
 
 def report(score: float, ship: bool = True, champion: float | None = None) -> dict:
     candidates = {"tuned": {"field_f1": score}, "few_shot": {"field_f1": 0.1}}
     if champion is not None:
         candidates["champion"] = {"field_f1": champion}
-    return {"primary_metric": "field_f1", "candidates": candidates, "heldout_rows": 20,
-            "verdict": {"ship": ship, "label": "SHIP" if ship else "NO-SHIP", "reasons": []},
-            "interval": {"versus": "few_shot", "mean": score - 0.1, "low": 0.05, "high": 0.3,
-                         "confidence": 0.95}}
+    return {
+        "primary_metric": "field_f1",
+        "candidates": candidates,
+        "heldout_rows": 20,
+        "verdict": {"ship": ship, "label": "SHIP" if ship else "NO-SHIP", "reasons": []},
+        "interval": {
+            "versus": "few_shot",
+            "mean": score - 0.1,
+            "low": 0.05,
+            "high": 0.3,
+            "confidence": 0.95,
+        },
+    }
 
 
-def register(tmp_path: Path, name: str, score: float, evaluated: dict | None = None,
-             run_id: str | None = None, dagster_run: str = "dagster-1") -> registry.Registration:
+def register(
+    tmp_path: Path,
+    name: str,
+    score: float,
+    evaluated: dict | None = None,
+    run_id: str | None = None,
+    dagster_run: str = "dagster-1",
+) -> registry.Registration:
     if run_id is None:
         run_id = tracking.start_run(name, f"{dagster_run}-{score}", LINEAGE)
     adapter = tmp_path / f"adapter-{run_id}"
@@ -51,11 +73,15 @@ def register(tmp_path: Path, name: str, score: float, evaluated: dict | None = N
     (card / "data_card.md").write_text("# Data card")
     (tmp_path / "report.md").write_text("## Verdict: SHIP")
     return registry.register_adapter(
-        name=name, run_id=run_id, adapter_dir=adapter, base_model=base_model(tmp_path),
+        name=name,
+        run_id=run_id,
+        adapter_dir=adapter,
+        base_model=base_model(tmp_path),
         report=report(score, champion=(evaluated or {}).get("score")),
-        evaluated_champion=evaluated, attachments={"data_card": [card],
-                                                   "evaluation": [tmp_path / "report.md"]},
-        dagster_run_id=dagster_run)
+        evaluated_champion=evaluated,
+        attachments={"data_card": [card], "evaluation": [tmp_path / "report.md"]},
+        dagster_run_id=dagster_run,
+    )
 
 
 def test_a_first_version_is_champion_and_challenger_with_lineage_tags(tmp_path):
@@ -75,10 +101,14 @@ def test_a_first_version_is_champion_and_challenger_with_lineage_tags(tmp_path):
 
     local = Path(mlflow.artifacts.download_artifacts("models:/reg-first/1"))
     assert sorted(p.name for p in (local / "artifacts" / "adapter").iterdir()) == [
-        "adapter_config.json", "adapter_model.safetensors"]
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
     pointer = json.loads((local / "artifacts" / "base_model.json").read_text())
-    assert pointer == {**base_model(tmp_path), "weights": {
-        "model.safetensors": hashlib.sha256(WEIGHTS).hexdigest()}}
+    assert pointer == {
+        **base_model(tmp_path),
+        "weights": {"model.safetensors": hashlib.sha256(WEIGHTS).hexdigest()},
+    }
     assert (local / "artifacts" / "data_card" / "data_card.md").is_file()
     assert (local / "artifacts" / "evaluation" / "report.md").is_file()
     assert "torch==2.13.0" in (local / "requirements.txt").read_text()
@@ -118,22 +148,34 @@ def test_the_champion_moves_only_on_a_better_score_on_the_same_rows(tmp_path):
     client = tracking.configure_mlflow()
     assert client.get_model_version_by_alias(name, "champion").version in ("3", 3)
     moves = [(m.alias, m.version, m.previous) for m in aliases.alias_history(name)]
-    assert moves == [("challenger", "1", None), ("champion", "1", None),
-                     ("challenger", "2", "1"), ("challenger", "3", "2"), ("champion", "3", "1"),
-                     ("challenger", "4", "3")]
+    assert moves == [
+        ("challenger", "1", None),
+        ("champion", "1", None),
+        ("challenger", "2", "1"),
+        ("challenger", "3", "2"),
+        ("champion", "3", "1"),
+        ("challenger", "4", "3"),
+    ]
     assert "moved to v3" in client.get_model_version(name, "1").tags["rung.alias.champion.removed"]
-    assert "beats champion v1" in client.get_model_version(name, "3").tags[
-        "rung.alias.champion.set"]
+    assert (
+        "beats champion v1" in client.get_model_version(name, "3").tags["rung.alias.champion.set"]
+    )
     assert "does not beat" in client.get_model_version(name, "2").tags["rung.promotion"]
 
 
 def test_a_no_ship_report_is_never_registered(tmp_path):
     run_id = tracking.start_run("reg-noship", "dagster-1", LINEAGE)
     with pytest.raises(registry.RegistryError, match="only a SHIP verdict is registered"):
-        registry.register_adapter(name="reg-noship", run_id=run_id, adapter_dir=tmp_path,
-                                  base_model=BASE, report=report(0.9, ship=False),
-                                  evaluated_champion=None, attachments={},
-                                  dagster_run_id="dagster-1")
+        registry.register_adapter(
+            name="reg-noship",
+            run_id=run_id,
+            adapter_dir=tmp_path,
+            base_model=BASE,
+            report=report(0.9, ship=False),
+            evaluated_champion=None,
+            attachments={},
+            dagster_run_id="dagster-1",
+        )
     assert not aliases.registered_model_exists(tracking.configure_mlflow(), "reg-noship")
 
 
@@ -141,27 +183,34 @@ def test_the_champion_is_offered_for_evaluation_only_on_the_same_base_model(tmp_
     register(tmp_path, "reg-offer", 0.5)
     client = tracking.configure_mlflow()
     champion_run = client.get_model_version("reg-offer", "1").run_id
-    offered = aliases.champion_for_evaluation("reg-offer", BASE["sha256"], "another-run",
-                                              tmp_path / "champion")
+    offered = aliases.champion_for_evaluation(
+        "reg-offer", BASE["sha256"], "another-run", tmp_path / "champion"
+    )
     assert offered["version"] == "1" and offered["run_id"] == champion_run
     assert (Path(offered["adapter_dir"]) / "adapter_model.safetensors").read_bytes() == (
-        b"weights 0.5")
-    other_base = aliases.champion_for_evaluation("reg-offer", "e" * 64, "another-run",
-                                                 tmp_path / "x")
+        b"weights 0.5"
+    )
+    other_base = aliases.champion_for_evaluation(
+        "reg-offer", "e" * 64, "another-run", tmp_path / "x"
+    )
     assert "another base model" in other_base["skipped"]
-    itself = aliases.champion_for_evaluation("reg-offer", BASE["sha256"], champion_run,
-                                             tmp_path / "y")
+    itself = aliases.champion_for_evaluation(
+        "reg-offer", BASE["sha256"], champion_run, tmp_path / "y"
+    )
     assert "this run's own adapter" in itself["skipped"]
     assert aliases.champion_for_evaluation("reg-none", BASE["sha256"], "r", tmp_path / "z") == {}
 
 
-@pytest.mark.parametrize(("tuned", "now", "evaluated", "promote", "words"), [
-    (0.5, None, None, True, "no champion yet"),
-    (0.6, "2", {"version": "2", "score": 0.6}, False, "does not beat"),  # a tie keeps it
-    (0.61, "2", {"version": "2", "score": 0.6}, True, "beats champion v2"),
-    (0.9, "2", {"version": "2", "skipped": "another base model"}, False, "another base model"),
-    (0.9, "2", None, False, "no champion when evaluated"),
-])
+@pytest.mark.parametrize(
+    ("tuned", "now", "evaluated", "promote", "words"),
+    [
+        (0.5, None, None, True, "no champion yet"),
+        (0.6, "2", {"version": "2", "score": 0.6}, False, "does not beat"),  # a tie keeps it
+        (0.61, "2", {"version": "2", "score": 0.6}, True, "beats champion v2"),
+        (0.9, "2", {"version": "2", "skipped": "another base model"}, False, "another base model"),
+        (0.9, "2", None, False, "no champion when evaluated"),
+    ],
+)
 def test_decide_promotion(tuned, now, evaluated, promote, words):
     decided, reason = decide_promotion("field_f1", tuned, now, evaluated)
     assert decided is promote and words in reason

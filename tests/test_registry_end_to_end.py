@@ -29,10 +29,12 @@ from pipelines.reproduce import reproduce
 pytestmark = pytest.mark.e2e
 
 NAME = "address-tiny"  # the registered model: register.name defaults to the recipe id
-QUESTION = {"messages": [
-    {"role": "system", "content": "Extract the address fields as a JSON object."},
-    {"role": "user", "content": "9 Oak Ave, Springfield, IL 62704"},
-]}
+QUESTION = {
+    "messages": [
+        {"role": "system", "content": "Extract the address fields as a JSON object."},
+        {"role": "user", "content": "9 Oak Ave, Springfield, IL 62704"},
+    ]
+}
 PREDICT = """
 import json, sys, mlflow
 model = mlflow.pyfunc.load_model(sys.argv[1])
@@ -63,7 +65,8 @@ def test_a_ship_verdict_registers_a_version_with_lineage_and_aliases(tiny_run):
     assert tags["rung.base_model_sha256"] == outcome.outputs["base_model"]["sha256"]
     assert tags["rung.verdict"] == "SHIP" and tags["rung.primary_metric"] == "field_f1"
     assert float(tags["rung.metric.field_f1"]) == pytest.approx(
-        report["candidates"]["tuned"]["field_f1"], abs=1e-6)
+        report["candidates"]["tuned"]["field_f1"], abs=1e-6
+    )
     assert float(tags["rung.interval_low"]) == pytest.approx(report["interval"]["low"], abs=1e-6)
     assert tags["rung.dagster_run_id"] == outcome.dagster_run_id
     for package in ("torch", "transformers", "peft", "orchestrator.mlflow"):
@@ -72,24 +75,39 @@ def test_a_ship_verdict_registers_a_version_with_lineage_and_aliases(tiny_run):
     local = mlflow.artifacts.download_artifacts(f"models:/{NAME}/1")
     files = {os.path.relpath(os.path.join(d, f), local) for d, _, fs in os.walk(local) for f in fs}
     adapter = {f for f in files if f.startswith("artifacts/adapter/")}
-    assert adapter == {"artifacts/adapter/adapter_model.safetensors",
-                       "artifacts/adapter/adapter_config.json"}  # safetensors only
-    assert {"artifacts/data_card/data_card.md", "artifacts/evaluation/report.md",
-            "artifacts/evaluation/report.json", "artifacts/base_model.json", "chat_model.py",
-            "MLmodel"} <= files
+    assert adapter == {
+        "artifacts/adapter/adapter_model.safetensors",
+        "artifacts/adapter/adapter_config.json",
+    }  # safetensors only
+    assert {
+        "artifacts/data_card/data_card.md",
+        "artifacts/evaluation/report.md",
+        "artifacts/evaluation/report.json",
+        "artifacts/base_model.json",
+        "chat_model.py",
+        "MLmodel",
+    } <= files
     pointer = json.loads(Path(local, "artifacts", "base_model.json").read_text())
     assert pointer["sha256"] == outcome.outputs["base_model"]["sha256"]
     moves = aliases.alias_history(NAME)
     assert [(m.alias, m.version, m.previous) for m in moves] == [
-        ("challenger", "1", None), ("champion", "1", None)]
+        ("challenger", "1", None),
+        ("champion", "1", None),
+    ]
     assert all(m.dagster_run_id == outcome.dagster_run_id for m in moves)
 
 
 def test_the_champion_loads_by_alias_and_answers_chat_messages(tiny_run):
     done = subprocess.run(
-        [str(paths.TRAINER_PYTHON), "-c", PREDICT, f"models:/{NAME}@champion",
-         json.dumps(QUESTION)],
-        capture_output=True, text=True,
+        [
+            str(paths.TRAINER_PYTHON),
+            "-c",
+            PREDICT,
+            f"models:/{NAME}@champion",
+            json.dumps(QUESTION),
+        ],
+        capture_output=True,
+        text=True,
         env={**os.environ, "MLFLOW_TRACKING_URI": paths.mlflow_tracking_uri()},
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -104,16 +122,22 @@ def test_a_noop_rerun_recomputes_nothing_and_registers_no_second_version(tiny_ru
     seconds = time.monotonic() - started
     assert again.success
     instance = dg.DagsterInstance.get()
-    events = instance.all_logs(again.dagster_run_id,
-                               of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-    cache = {e.dagster_event.asset_key.path[-1]:
-             e.dagster_event.event_specific_data.materialization.metadata.get("cache")
-             for e in events}
+    events = instance.all_logs(
+        again.dagster_run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    cache = {
+        e.dagster_event.asset_key.path[
+            -1
+        ]: e.dagster_event.event_specific_data.materialization.metadata.get("cache")
+        for e in events
+    }
     for name in CACHED_ASSETS:
         assert cache[name].value == "reused", name
     assert not (paths.runs_dir() / recipe.id / again.dagster_run_id / "training_run").exists()
-    assert again.outputs["training_run"]["mlflow_run_id"] == (
-        first.outputs["training_run"]["mlflow_run_id"])
+    assert (
+        again.outputs["training_run"]["mlflow_run_id"]
+        == (first.outputs["training_run"]["mlflow_run_id"])
+    )
     registered = again.outputs["registered_adapter"]
     assert not registered["created"] and registered["version"] == "1"
     assert len(_versions(tracking.configure_mlflow())) == 1
@@ -129,8 +153,15 @@ def _free_port() -> int:
 def test_the_served_champion_answers_a_chat_request(tiny_run):
     port = _free_port()
     server = subprocess.Popen(
-        [str(paths.REPO_ROOT / ".venv" / "bin" / "rung"), "serve", f"models:/{NAME}@champion",
-         "--port", str(port)], start_new_session=True)
+        [
+            str(paths.REPO_ROOT / ".venv" / "bin" / "rung"),
+            "serve",
+            f"models:/{NAME}@champion",
+            "--port",
+            str(port),
+        ],
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -144,7 +175,8 @@ def test_the_served_champion_answers_a_chat_request(tiny_run):
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
             data=json.dumps({**QUESTION, "max_new_tokens": 32}).encode(),
-            headers={"Content-Type": "application/json"})
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=600) as response:
             answers = json.loads(response.read())
         assert isinstance(answers, list) and isinstance(answers[0], str) and answers[0].strip()

@@ -13,12 +13,16 @@ from pipelines.lib.reproduction import ReproduceError
 from pipelines.recipe import recipe_path
 
 
-def rung_run(recipe_id: str, data_md5: str, recipe_text: bytes | None = None,
-             **extra_tags: str) -> str:
+def rung_run(
+    recipe_id: str, data_md5: str, recipe_text: bytes | None = None, **extra_tags: str
+) -> str:
     """An MLflow run as the pipeline leaves it: lineage tags and the recipe artifact."""
     text = recipe_text if recipe_text is not None else recipe_path("address-tiny").read_bytes()
-    tags = {"rung.recipe_sha256": hashlib.sha256(text).hexdigest(),
-            "rung.data_dvc_md5": data_md5, **extra_tags}
+    tags = {
+        "rung.recipe_sha256": hashlib.sha256(text).hexdigest(),
+        "rung.data_dvc_md5": data_md5,
+        **extra_tags,
+    }
     run_id = tracking.start_run(recipe_id, f"dagster-{uuid.uuid4().hex}", tags)
     folder = paths.state_dir() / "fixtures" / run_id
     folder.mkdir(parents=True)
@@ -41,8 +45,9 @@ def test_a_data_version_that_is_gone_is_refused_clearly(capsys):
 def test_the_workspace_holds_the_recorded_recipe_and_data_version(tmp_path):
     md5 = data_version.recorded_md5()
     run_id = rung_run("repro-ok", md5)
-    recipe_file = reproduction.prepare_workspace(reproduction.load_original(run_id),
-                                                 tmp_path / "ws")
+    recipe_file = reproduction.prepare_workspace(
+        reproduction.load_original(run_id), tmp_path / "ws"
+    )
     assert recipe_file == tmp_path / "ws" / "recipes" / "repro-ok.yaml"
     assert recipe_file.read_bytes() == recipe_path("address-tiny").read_bytes()
     assert data_version.directory_md5(tmp_path / "ws" / "data") == md5

@@ -13,6 +13,8 @@ from pipelines.lib.training_set import (
     distilled_records,
     on_policy_pairs,
     preference_records,
+    rehearsal_prompts,
+    rehearsal_records,
 )
 from pipelines.recipe import DistillSection, TrainSection
 
@@ -103,6 +105,9 @@ def test_dpo_and_qlora_render_into_axolotl_settings(tmp_path):
     assert dpo["datasets"][0]["type"] == "chat_template.default"
     assert dpo["datasets"][0]["field_chosen"] == "chosen"
     assert dpo["lora_model_dir"] == str(tmp_path / "sft-adapter")
+    assert "dpo_loss_type" not in dpo  # plain DPO unless asked
+    rpo = render(method="dpo", dpo={"sft_weight": 0.5})
+    assert (rpo["dpo_loss_type"], rpo["dpo_loss_weights"]) == (["sigmoid", "sft"], [1.0, 0.5])
     qlora = render(adapter="qlora")
     assert qlora["adapter"] == "qlora" and qlora["load_in_4bit"] is True
 
@@ -171,6 +176,46 @@ def test_length_bias_of_preference_pairs():
     from pipelines.lib.training_set import length_bias
 
     stats = length_bias([{"chosen": "a b c", "rejected": "a"}, {"chosen": "a", "rejected": "a b"}])
-    assert stats == {"pairs": 2.0, "chosen_mean_words": 2.0, "rejected_mean_words": 1.5,
-                     "chosen_longer_share": 0.5}
+    assert stats == {
+        "pairs": 2.0,
+        "chosen_mean_words": 2.0,
+        "rejected_mean_words": 1.5,
+        "chosen_longer_share": 0.5,
+    }
     assert length_bias([]) == {}
+
+
+def test_rehearsal_samples_prompts_deterministically_and_names_bad_fields(tmp_path):
+    source = tmp_path / "prompts.csv"
+    lines = (
+        ["text,other"]
+        + [f"prompt {i}  with   spaces,x" for i in range(50)]
+        + ["prompt 3 with spaces,x"]
+    )
+    source.write_text("\n".join(lines) + "\n")
+    first = rehearsal_prompts(source, "text", 10, seed=7)
+    assert first == rehearsal_prompts(source, "text", 10, seed=7)  # same seed, same sample
+    assert first != rehearsal_prompts(source, "text", 10, seed=8)
+    assert len(first) == 10 and len({p["prompt"] for p in first}) == 10
+    assert all("  " not in p["prompt"] for p in first)  # whitespace normalized
+    every = rehearsal_prompts(source, "text", 100, seed=7)
+    assert len(every) == 50  # the repeated prompt counts once
+    assert {p["id"] for p in first} <= {p["id"] for p in every}  # a larger sample holds a smaller
+    with pytest.raises(ValueError, match=r"prompts.csv:2: train.rehearsal.field 'txt'"):
+        rehearsal_prompts(source, "txt", 10, seed=7)
+
+
+def test_rehearsal_rows_are_the_base_models_answers_without_the_task_prompt():
+    prompts = [
+        {"id": "rehearsal-2", "prompt": "A fine film."},
+        {"id": "rehearsal-3", "prompt": "Dull."},
+    ]
+    records = rehearsal_records(
+        prompts, {"rehearsal-2": "Glad you liked it!", "rehearsal-3": " "}, {"model": "base"}
+    )
+    (record,) = records  # an empty answer teaches nothing and is left out
+    assert record["messages"] == [
+        {"role": "user", "content": "A fine film."},
+        {"role": "assistant", "content": "Glad you liked it!"},
+    ]
+    assert record["provenance"] == {"model": "base"}

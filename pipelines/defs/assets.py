@@ -17,7 +17,7 @@ from pipelines.defs.common import (
 )
 from pipelines.lib import asset_cache, dataset, tracking, trainer_env
 from pipelines.lib.axolotl_config import render_axolotl_config, write_axolotl_config
-from pipelines.lib.base_model import resolve_adapter, resolve_base_model
+from pipelines.lib.base_model import adapter_sha256, resolve_adapter, resolve_base_model
 from pipelines.lib.data_card import build_data_card
 from pipelines.lib.data_lineage import log_data_lineage
 from pipelines.lib.data_version import DataVersionError, current_data_version
@@ -25,8 +25,11 @@ from pipelines.lib.raw_sources import count_rows
 from pipelines.lib.token_length import ChatTokenCounter
 
 
-@dg.asset(partitions_def=recipe_partitions, group_name="rung",
-          code_version=asset_cache.code_version("base_model"))
+@dg.asset(
+    partitions_def=recipe_partitions,
+    group_name="rung",
+    code_version=asset_cache.code_version("base_model"),
+)
 def base_model(context: dg.AssetExecutionContext) -> dg.Output[dict]:
     """The recipe's base model, local and offline; its data version is the weights' sha256."""
     model = resolve_base_model(recipe_for(context).spec.model.base_model)
@@ -38,8 +41,11 @@ def base_model(context: dg.AssetExecutionContext) -> dg.Output[dict]:
     )
 
 
-@dg.asset(partitions_def=recipe_partitions, group_name="rung",
-          code_version=asset_cache.code_version("raw_data"))
+@dg.asset(
+    partitions_def=recipe_partitions,
+    group_name="rung",
+    code_version=asset_cache.code_version("raw_data"),
+)
 def raw_data(context: dg.AssetExecutionContext) -> dg.Output[dict]:
     """The recipe's source files as versioned by DVC (data.dvc md5 = the data version)."""
     recipe = recipe_for(context)
@@ -58,16 +64,20 @@ def raw_data(context: dg.AssetExecutionContext) -> dg.Output[dict]:
     )
 
 
-@dg.asset(partitions_def=recipe_partitions, group_name="rung",
-          code_version=asset_cache.code_version("cleaned_data"))
+@dg.asset(
+    partitions_def=recipe_partitions,
+    group_name="rung",
+    code_version=asset_cache.code_version("cleaned_data"),
+)
 def cleaned_data(
     context: dg.AssetExecutionContext, raw_data: dict, base_model: dict
 ) -> dg.Output[dict]:
     """Rows validated (bad ones quarantined), normalized into one conversation schema,
     deduplicated (exact and near), and cut to rows that fit train.sequence_len."""
     recipe = recipe_for(context)
-    key, reused = reuse(context, recipe, {"raw_files": raw_data["files"],
-                                          "base_model": base_model["sha256"]})
+    key, reused = reuse(
+        context, recipe, {"raw_files": raw_data["files"], "base_model": base_model["sha256"]}
+    )
     if reused is not None:
         return reused_output(reused, reused["sha256"], key)
     data, sources = recipe.spec.data, [Path(s) for s in raw_data["sources"]]
@@ -83,8 +93,10 @@ def cleaned_data(
     context.log.info(f"cleaning counts: {value['counts']}; seconds per stage: {value['timings_s']}")
     problem = result.failure(data.max_bad_fraction)
     if problem:
-        raise dg.Failure(f"recipe {recipe.id}: {problem}; every bad row with its reason is in "
-                         f"{value['quarantine_file']}")
+        raise dg.Failure(
+            f"recipe {recipe.id}: {problem}; every bad row with its reason is in "
+            f"{value['quarantine_file']}"
+        )
     remember(context, recipe, key, value, [value["file"]])
     return dg.Output(
         value,
@@ -102,14 +114,18 @@ def cleaned_data(
     )
 
 
-@dg.asset(partitions_def=recipe_partitions, group_name="rung",
-          code_version=asset_cache.code_version("split"))
+@dg.asset(
+    partitions_def=recipe_partitions,
+    group_name="rung",
+    code_version=asset_cache.code_version("split"),
+)
 def split(context: dg.AssetExecutionContext, raw_data: dict, cleaned_data: dict) -> dg.Output[dict]:
     """Train and held-out files: hash-based, group-aware, stable as data grows; and the
     run's data card. The asset checks (pipelines/defs/checks.py) gate training on it."""
     recipe = recipe_for(context)
-    key, reused = reuse(context, recipe, {"cleaned": cleaned_data["sha256"],
-                                          "raw": raw_data["data_md5"]})
+    key, reused = reuse(
+        context, recipe, {"cleaned": cleaned_data["sha256"], "raw": raw_data["data_md5"]}
+    )
     if reused is not None:
         return reused_output(reused, _split_version(reused), key)
     data, folder = recipe.spec.data, workdir(context)
@@ -136,19 +152,28 @@ def split(context: dg.AssetExecutionContext, raw_data: dict, cleaned_data: dict)
         },
         sequence_len=recipe.spec.train.sequence_len,
         notes=[f"rebalanced training rows ({data.balance.rebalance}): {value['rebalanced']}"]
-        if "rebalanced" in value else [],
+        if "rebalanced" in value
+        else [],
     )
     value["data_card"] = str(card.files[0])
-    remember(context, recipe, key, value,
-             [value["train_file"], value["heldout_file"], value["data_card"]])
+    remember(
+        context,
+        recipe,
+        key,
+        value,
+        [value["train_file"], value["heldout_file"], value["data_card"]],
+    )
     return dg.Output(
         value,
         data_version=dg.DataVersion(_split_version(value)),
         metadata={
             "cache": "computed",
             "cache_key": key,
-            **{k: v for k, v in value.items() if not k.endswith(("_file", "card", "rebalanced"))
-               and v is not None},
+            **{
+                k: v
+                for k, v in value.items()
+                if not k.endswith(("_file", "card", "rebalanced")) and v is not None
+            },
             "data_card": dg.MetadataValue.md(card.embedded),
         },
     )
@@ -158,18 +183,17 @@ def _split_version(value: dict) -> str:
     return value["train_sha256"][:32] + value["heldout_sha256"][:32]
 
 
-def _adapter_sha256(folder: Path) -> str:
-    return dataset.sha256_file(Path(folder) / "adapter_model.safetensors")
-
-
 def _tail(path: Path, lines: int = 40) -> str:
     if not path.exists():
         return ""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-@dg.asset(partitions_def=recipe_partitions, group_name="rung",
-          code_version=asset_cache.code_version("training_run"))
+@dg.asset(
+    partitions_def=recipe_partitions,
+    group_name="rung",
+    code_version=asset_cache.code_version("training_run"),
+)
 def training_run(
     context: dg.AssetExecutionContext,
     pipes_subprocess_client: dg.PipesSubprocessClient,
@@ -188,11 +212,17 @@ def training_run(
             "GPU machine, or use train.adapter: lora here."
         )
     init_adapter = resolve_adapter(train.init_adapter).path if train.init_adapter else None
-    key, reused = reuse(context, recipe, {
-        "base_model": base_model["sha256"], "training_set": training_set["sha256"],
-        "split": _split_version(split), "raw": raw_data["data_md5"],
-        "init_adapter": _adapter_sha256(init_adapter) if init_adapter else None,
-    })
+    key, reused = reuse(
+        context,
+        recipe,
+        {
+            "base_model": base_model["sha256"],
+            "training_set": training_set["sha256"],
+            "split": _split_version(split),
+            "raw": raw_data["data_md5"],
+            "init_adapter": adapter_sha256(init_adapter) if init_adapter else None,
+        },
+    )
     if reused is not None and tracking.run_exists(reused["mlflow_run_id"]):
         return reused_output(reused, reused["adapter_sha256"], key)
     folder = workdir(context)
@@ -207,8 +237,12 @@ def training_run(
         "rung.method": train.method,
         "rung.training_set_sha256": training_set["sha256"],
         **({"rung.init_adapter": train.init_adapter} if init_adapter else {}),
-        **({"rung.teacher": teacher["id"], "rung.teacher_kind": teacher["kind"]} if teacher else {}),
-        **({"rung.teacher_version": teacher["model_version"]} if "model_version" in teacher else {}),
+        **(
+            {"rung.teacher": teacher["id"], "rung.teacher_kind": teacher["kind"]} if teacher else {}
+        ),
+        **(
+            {"rung.teacher_version": teacher["model_version"]} if "model_version" in teacher else {}
+        ),
         **({"rung.reproduces": reproduced_run(context)} if reproduced_run(context) else {}),
         **{f"rung.{k}": v for k, v in tracking.git_state().items()},
         **{f"rung.version.{k}": v for k, v in trainer_env.package_versions().items()},
@@ -230,8 +264,9 @@ def training_run(
         tracking.log_params(client, run_id, tracking.flatten("recipe", recipe.spec.model_dump()))
         log_data_lineage(client, run_id, split)  # datasets with digests, data card, file hashes
         if training_set.get("length_bias"):  # DPO pairs: does "chosen" just mean "longer"?
-            tracking.log_metrics(client, run_id, {f"pairs.{k}": v
-                                                  for k, v in training_set["length_bias"].items()})
+            tracking.log_metrics(
+                client, run_id, {f"pairs.{k}": v for k, v in training_set["length_bias"].items()}
+            )
         adapter_dir = Path(config["output_dir"])
         log_file = folder / "train.log"
         try:
@@ -261,13 +296,18 @@ def training_run(
     value = {
         "mlflow_run_id": run_id,
         "adapter_dir": str(adapter_dir),
-        "adapter_sha256": _adapter_sha256(adapter_dir),
+        "adapter_sha256": adapter_sha256(adapter_dir),
         "axolotl_config": str(config_file),
         "log_file": str(log_file),
         **summary,
     }
-    remember(context, recipe, key, value,
-             [str(adapter_dir / "adapter_model.safetensors"), str(config_file), str(log_file)])
+    remember(
+        context,
+        recipe,
+        key,
+        value,
+        [str(adapter_dir / "adapter_model.safetensors"), str(config_file), str(log_file)],
+    )
     return dg.Output(
         value,
         data_version=dg.DataVersion(value["adapter_sha256"]),

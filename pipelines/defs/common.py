@@ -28,8 +28,11 @@ def pipes_env(mlflow_run_id: str | None = None) -> dict[str, str]:
     """Environment of a trainer-env worker: the repo on its path, the run's MLflow target."""
     env = {"PYTHONPATH": str(paths.REPO_ROOT)}
     if mlflow_run_id:
-        env.update(MLFLOW_TRACKING_URI=paths.mlflow_tracking_uri(),
-                   MLFLOW_EXPERIMENT_NAME=tracking.EXPERIMENT, MLFLOW_RUN_ID=mlflow_run_id)
+        env.update(
+            MLFLOW_TRACKING_URI=paths.mlflow_tracking_uri(),
+            MLFLOW_EXPERIMENT_NAME=tracking.EXPERIMENT,
+            MLFLOW_RUN_ID=mlflow_run_id,
+        )
     return env
 
 
@@ -83,30 +86,41 @@ def reproduced_run(context: dg.AssetExecutionContext) -> str | None:
     return context.run.tags.get(REPRODUCES_TAG)
 
 
-def reuse(context: dg.AssetExecutionContext, recipe: LoadedRecipe,
-          inputs: dict) -> tuple[str, dict | None]:
+def reuse(
+    context: dg.AssetExecutionContext, recipe: LoadedRecipe, inputs: dict
+) -> tuple[str, dict | None]:
     """This asset's cache key for `inputs`, and the stored output when it can be reused."""
     asset = context.asset_key.path[-1]
     key = asset_cache.cache_key(asset, recipe.spec, inputs)
     hit = asset_cache.lookup(recipe.id, asset, key) if cache_mode(context) == "use" else None
     if hit is None:
         return key, None
-    context.log.info(f"{asset}: code, recipe parts and inputs unchanged since Dagster run "
-                     f"{hit['dagster_run_id']}; reusing its outputs (cache key {key})")
+    context.log.info(
+        f"{asset}: code, recipe parts and inputs unchanged since Dagster run "
+        f"{hit['dagster_run_id']}; reusing its outputs (cache key {key})"
+    )
     return key, {**hit["value"], "reused_from_dagster_run": hit["dagster_run_id"]}
 
 
-def remember(context: dg.AssetExecutionContext, recipe: LoadedRecipe, key: str, value: dict,
-             files: list[str]) -> None:
+def remember(
+    context: dg.AssetExecutionContext, recipe: LoadedRecipe, key: str, value: dict, files: list[str]
+) -> None:
     """Store the output under its key, unless this run must leave the cache alone."""
     if cache_mode(context) != "off":
         asset_cache.store(recipe.id, context.asset_key.path[-1], key, value, files, context.run_id)
 
 
-def reused_output(value: dict, data_version: str, key: str,
-                  extra_metadata: dict | None = None) -> dg.Output[dict]:
+def reused_output(
+    value: dict, data_version: str, key: str, extra_metadata: dict | None = None
+) -> dg.Output[dict]:
     """A reused output: same value and data version, metadata says where it came from."""
-    scalars = {k: v for k, v in value.items()
-               if isinstance(v, int | float | str | bool) and not k.endswith(("_file", "_dir"))}
-    return dg.Output(value, data_version=dg.DataVersion(data_version), metadata={
-        **scalars, **(extra_metadata or {}), "cache": "reused", "cache_key": key})
+    scalars = {
+        k: v
+        for k, v in value.items()
+        if isinstance(v, int | float | str | bool) and not k.endswith(("_file", "_dir"))
+    }
+    return dg.Output(
+        value,
+        data_version=dg.DataVersion(data_version),
+        metadata={**scalars, **(extra_metadata or {}), "cache": "reused", "cache_key": key},
+    )

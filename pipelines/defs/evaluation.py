@@ -28,20 +28,28 @@ from pipelines.lib.training_set import as_sft
 def _samples(predictions, count: int) -> list[dict]:
     """The first held-out rows with every candidate's answer side by side."""
     heldout = predictions[predictions["set"] == "heldout"]
-    wide = heldout.pivot_table(index=["id", "prompt", "reference"], columns="candidate",
-                               values="output", aggfunc="first").reset_index()
+    wide = heldout.pivot_table(
+        index=["id", "prompt", "reference"], columns="candidate", values="output", aggfunc="first"
+    ).reset_index()
     return wide.head(count).drop(columns="id").to_dict("records")
 
 
 def _log_report(client, run_id: str, folder: Path, report: dict, charts: dict[str, bytes]) -> None:
-    metrics = {f"{candidate}.{name}": value
-               for candidate, scores in report["candidates"].items()
-               for name, value in scores.items()}
+    metrics = {
+        f"{candidate}.{name}": value
+        for candidate, scores in report["candidates"].items()
+        for name, value in scores.items()
+    }
     interval = report["interval"]
-    metrics.update({"gate.interval_low": interval["low"], "gate.interval_high": interval["high"],
-                    "gate.difference": interval["mean"],
-                    "gate.regressions": len(report["regressions"]),
-                    "gate.ship": float(report["verdict"]["ship"])})
+    metrics.update(
+        {
+            "gate.interval_low": interval["low"],
+            "gate.interval_high": interval["high"],
+            "gate.difference": interval["mean"],
+            "gate.regressions": len(report["regressions"]),
+            "gate.ship": float(report["verdict"]["ship"]),
+        }
+    )
     if report["overfit_gap"] is not None:
         metrics["gate.overfit_gap"] = report["overfit_gap"]
     tracking.log_metrics(client, run_id, metrics)
@@ -62,8 +70,11 @@ def _record_evaluation(client, run_id: str, recipe, key: str, report: dict) -> N
     client.set_tag(run_id, "rung.interval_versus", report["interval"]["versus"])
     tags = client.get_run(run_id).data.tags
     if tags.get("rung.recipe_sha256") != recipe.sha256:
-        client.set_tag(run_id, "rung.training_recipe_sha256",
-                       tags.get("rung.training_recipe_sha256", tags.get("rung.recipe_sha256")))
+        client.set_tag(
+            run_id,
+            "rung.training_recipe_sha256",
+            tags.get("rung.training_recipe_sha256", tags.get("rung.recipe_sha256")),
+        )
         client.set_tag(run_id, "rung.recipe_sha256", recipe.sha256)
         client.log_artifact(run_id, str(recipe.path), "recipe")
 
@@ -76,8 +87,11 @@ def _evaluation_logged(run_id: str, key: str) -> bool:
     return tags.get("rung.evaluation_key") == key
 
 
-@dg.asset(partitions_def=recipe_partitions, group_name="rung",
-          code_version=asset_cache.code_version("evaluation"))
+@dg.asset(
+    partitions_def=recipe_partitions,
+    group_name="rung",
+    code_version=asset_cache.code_version("evaluation"),
+)
 def evaluation(
     context: dg.AssetExecutionContext,
     pipes_subprocess_client: dg.PipesSubprocessClient,
@@ -91,16 +105,25 @@ def evaluation(
     cfg, seed = recipe.spec.eval, recipe.spec.data.seed
     run_id = training_run["mlflow_run_id"]
     # The champion is not part of the key: it is looked up when the evaluation runs.
-    key, reused = reuse(context, recipe, {
-        "base_model": base_model["sha256"], "training_set": training_set["sha256"],
-        "split": [split["train_sha256"], split["heldout_sha256"]],
-        "adapter": training_run.get("adapter_sha256"), "mlflow_run_id": run_id,
-    })
+    key, reused = reuse(
+        context,
+        recipe,
+        {
+            "base_model": base_model["sha256"],
+            "training_set": training_set["sha256"],
+            "split": [split["train_sha256"], split["heldout_sha256"]],
+            "adapter": training_run.get("adapter_sha256"),
+            "mlflow_run_id": run_id,
+        },
+    )
     if reused is not None and _evaluation_logged(run_id, key):
         markdown = Path(reused["markdown_file"]).read_text()
-        return reused_output(reused, reused["report_sha256"], key,
-                             {"verdict": reused["verdict"]["label"],
-                              "report": dg.MetadataValue.md(markdown)})
+        return reused_output(
+            reused,
+            reused["report_sha256"],
+            key,
+            {"verdict": reused["verdict"]["label"], "report": dg.MetadataValue.md(markdown)},
+        )
     folder = workdir(context)
     train = as_sft(read_conversations(Path(split["train_file"])))
     heldout = as_sft(read_conversations(Path(split["heldout_file"])))
@@ -112,29 +135,55 @@ def evaluation(
     if teacher.get("adapter_dir"):
         adapters[ladder.TEACHER] = teacher["adapter_dir"]
     # The registry's champion answers the same held-out rows (not in a reproduction).
-    champion = {} if reproduced_run(context) else aliases.champion_for_evaluation(
-        recipe.registered_name, base_model["sha256"], run_id, folder / "champion")
+    champion = (
+        {}
+        if reproduced_run(context)
+        else aliases.champion_for_evaluation(
+            recipe.registered_name, base_model["sha256"], run_id, folder / "champion"
+        )
+    )
     if champion.get("adapter_dir"):
         adapters[ladder.CHAMPION] = champion.pop("adapter_dir")
     elif champion:
         context.log.info(f"champion v{champion['version']} not evaluated: {champion['skipped']}")
-    requests = ladder.build_requests(heldout, train, cfg, seed, probes,
-                                     with_champion=ladder.CHAMPION in adapters,
-                                     with_teacher=ladder.TEACHER in adapters)
+    requests = ladder.build_requests(
+        heldout,
+        train,
+        cfg,
+        seed,
+        probes,
+        with_champion=ladder.CHAMPION in adapters,
+        with_teacher=ladder.TEACHER in adapters,
+    )
 
     with tracking.failing_marks_run(run_id) as client:
         answers, inference = run_inference(
-            context, pipes_subprocess_client, folder,
-            base_model_dir=base_model["path"], adapters=adapters, requests=requests,
+            context,
+            pipes_subprocess_client,
+            folder,
+            base_model_dir=base_model["path"],
+            adapters=adapters,
+            requests=requests,
             mlflow_run_id=run_id,
-            loss={"heldout_file": str(heldout_file), "models": list(adapters) + [ladder.BASE],
-                  "sequence_len": recipe.spec.train.sequence_len},
+            loss={
+                "heldout_file": str(heldout_file),
+                "models": list(adapters) + [ladder.BASE],
+                "sequence_len": recipe.spec.train.sequence_len,
+            },
         )
         if teacher.get("url"):  # an HTTP teacher answers the held-out rows too, for comparison
             answers.update(ask_http_teacher_rows(recipe.spec.train.distill, heldout, "teacher"))
-        result = ladder.score(heldout, train, cfg, seed, probes, answers,
-                              inference["losses"], inference["timings"],
-                              inference.get("parameters"))
+        result = ladder.score(
+            heldout,
+            train,
+            cfg,
+            seed,
+            probes,
+            answers,
+            inference["losses"],
+            inference["timings"],
+            inference.get("parameters"),
+        )
         report, charts = result.report, metric_charts(result.report)
         report["method"] = recipe.spec.train.method
         (folder / "report.json").write_text(json.dumps(report, indent=2))
@@ -148,10 +197,15 @@ def evaluation(
     tuned = report["candidates"]["tuned"]
     if "champion" in report["candidates"]:
         champion["score"] = report["candidates"]["champion"][report["primary_metric"]]
-    value = {"report_file": str(folder / "report.json"), "verdict": report["verdict"],
-             "primary_metric": report["primary_metric"], "report": report,
-             "markdown_file": str(folder / "report.md"),
-             "report_sha256": registry.evaluation_sha256(report), "champion": champion}
+    value = {
+        "report_file": str(folder / "report.json"),
+        "verdict": report["verdict"],
+        "primary_metric": report["primary_metric"],
+        "report": report,
+        "markdown_file": str(folder / "report.md"),
+        "report_sha256": registry.evaluation_sha256(report),
+        "champion": champion,
+    }
     remember(context, recipe, key, value, [value["report_file"], value["markdown_file"]])
     return dg.Output(
         value,
@@ -172,23 +226,35 @@ def evaluation(
 
 
 @dg.asset_check(
-    asset=evaluation, blocking=True, partitions_def=recipe_partitions,
+    asset=evaluation,
+    blocking=True,
+    partitions_def=recipe_partitions,
     description="SHIP or NO-SHIP: gates registration.",
 )
 def ship_gate(evaluation: dict) -> dg.AssetCheckResult:
     verdict = evaluation["verdict"]
     return dg.AssetCheckResult(
         passed=verdict["ship"],
-        metadata={"verdict": verdict["label"], "reasons": dg.MetadataValue.md(
-            "\n".join(f"- {reason}" for reason in verdict["reasons"]))},
+        metadata={
+            "verdict": verdict["label"],
+            "reasons": dg.MetadataValue.md(
+                "\n".join(f"- {reason}" for reason in verdict["reasons"])
+            ),
+        },
         description=f"{verdict['label']}: " + "; ".join(verdict["reasons"]),
     )
 
 
-@dg.asset(partitions_def=recipe_partitions, group_name="rung",
-          code_version=asset_cache.code_version("registered_adapter"))
+@dg.asset(
+    partitions_def=recipe_partitions,
+    group_name="rung",
+    code_version=asset_cache.code_version("registered_adapter"),
+)
 def registered_adapter(
-    context: dg.AssetExecutionContext, base_model: dict, split: dict, training_run: dict,
+    context: dg.AssetExecutionContext,
+    base_model: dict,
+    split: dict,
+    training_run: dict,
     evaluation: dict,
 ) -> dg.Output[dict]:
     """The adapter that passed the gate: a version of the recipe's registered model in MLflow
@@ -206,19 +272,31 @@ def registered_adapter(
     if evaluation.get("markdown_file"):
         report_files.append(Path(evaluation["markdown_file"]))
     done = registry.register_adapter(
-        name=recipe.registered_name, run_id=run_id, adapter_dir=adapter_dir,
-        base_model=base_model, report=evaluation["report"],
+        name=recipe.registered_name,
+        run_id=run_id,
+        adapter_dir=adapter_dir,
+        base_model=base_model,
+        report=evaluation["report"],
         evaluated_champion=evaluation.get("champion"),
         attachments={"data_card": [Path(split["data_card"]).parent], "evaluation": report_files},
         dagster_run_id=context.run_id,
     )
     for move in done.moves:
-        context.log.info(f"alias {move.alias}: v{move.previous or '-'} -> v{move.version} "
-                         f"({move.reason})")
-    value = {"mlflow_run_id": run_id, "adapter_uri": artifact_uri, "adapter_dir": str(adapter_dir),
-             "registered_model": done.name, "version": done.version, "model_uri": done.model_uri,
-             "aliases": done.aliases, "created": done.created, "promotion": done.decision,
-             "alias_moves": [asdict(move) for move in done.moves]}
+        context.log.info(
+            f"alias {move.alias}: v{move.previous or '-'} -> v{move.version} ({move.reason})"
+        )
+    value = {
+        "mlflow_run_id": run_id,
+        "adapter_uri": artifact_uri,
+        "adapter_dir": str(adapter_dir),
+        "registered_model": done.name,
+        "version": done.version,
+        "model_uri": done.model_uri,
+        "aliases": done.aliases,
+        "created": done.created,
+        "promotion": done.decision,
+        "alias_moves": [asdict(move) for move in done.moves],
+    }
     return dg.Output(
         value,
         data_version=dg.DataVersion(f"{done.name}/{done.version}"),

@@ -1,12 +1,24 @@
 """The rows the trainer learns from, by training method (see pipelines/lib/training_set.py)."""
 
+import json
 from pathlib import Path
 
 import dagster as dg
 
-from pipelines.defs.common import recipe_for, recipe_partitions, run_inference, workdir
+from pipelines import paths
+from pipelines.defs.common import (
+    recipe_for,
+    recipe_partitions,
+    remember,
+    reuse,
+    reused_output,
+    run_inference,
+    workdir,
+)
+from pipelines.lib import asset_cache
 from pipelines.lib import evaluation as ladder
-from pipelines.lib.dataset import read_conversations, write_jsonl
+from pipelines.lib.base_model import adapter_sha256
+from pipelines.lib.dataset import read_conversations, sha256_file, write_jsonl
 from pipelines.lib.metrics import scorer_for
 from pipelines.lib.teacher import ask_http_teacher, resolve_teacher
 from pipelines.lib.training_set import (
@@ -16,6 +28,8 @@ from pipelines.lib.training_set import (
     on_policy_pairs,
     preference_records,
     prompt_of,
+    rehearsal_prompts,
+    rehearsal_records,
 )
 
 
@@ -31,17 +45,32 @@ def _ask_each_row(train, model: str, max_new_tokens: int) -> list[dict]:
     ]
 
 
-@dg.asset(partitions_def=recipe_partitions, group_name="rung")
+def _teacher_identity(teacher: dict | None) -> dict | None:
+    """What decides a teacher's answers: its endpoint and model, or its adapter's weights."""
+    if teacher is None:
+        return None
+    if teacher["kind"] == "http":
+        return {"url": teacher["url"], "model": teacher["id"]}
+    return {"adapter_sha256": adapter_sha256(Path(teacher["adapter_dir"]))}
+
+
+@dg.asset(
+    partitions_def=recipe_partitions,
+    group_name="rung",
+    code_version=asset_cache.code_version("training_set"),
+)
 def training_set(
     context: dg.AssetExecutionContext,
     pipes_subprocess_client: dg.PipesSubprocessClient,
     base_model: dict,
     split: dict,
 ) -> dg.Output[dict]:
-    """SFT rows as split; DPO pairs (from data or on-policy); or teacher-labelled rows."""
+    """SFT rows as split; DPO pairs (from data or on-policy); or teacher-labelled rows;
+    plus, with train.rehearsal, the base model's own answers to unrelated prompts."""
     recipe = recipe_for(context)
     train_cfg, method = recipe.spec.train, recipe.spec.train.method
-    if method == "sft":
+    rehearsal = train_cfg.rehearsal
+    if method == "sft" and rehearsal is None:
         value = {
             "file": split["train_file"],
             "sha256": split["train_sha256"],
@@ -54,11 +83,27 @@ def training_set(
             metadata={"rows": value["rows"], "method": method},
         )
 
+    teacher = resolve_teacher(train_cfg.distill) if method == "distill" else None
+    rehearsal_file = paths.sources_root() / rehearsal.source if rehearsal else None
+    key, reused = reuse(
+        context,
+        recipe,
+        {
+            "train": split["train_sha256"],
+            "base_model": base_model["sha256"],
+            "teacher": _teacher_identity(teacher),
+            "rehearsal_source": sha256_file(rehearsal_file) if rehearsal_file else None,
+        },
+    )
+    if reused is not None:
+        return reused_output(reused, reused["sha256"], key)
     folder = workdir(context)
     train = read_conversations(Path(split["train_file"]))
     metadata: dict = {"method": method}
     value: dict = {"method": method}
-    if method == "dpo" and train_cfg.dpo.pairs == "data":
+    if method == "sft":
+        records = [json.loads(line) for line in Path(split["train_file"]).read_text().splitlines()]
+    elif method == "dpo" and train_cfg.dpo.pairs == "data":
         records = preference_records(train)
     elif method == "dpo":  # on-policy: the base model's own wrong answers are the rejected ones
         train = as_sft(train)
@@ -74,7 +119,6 @@ def training_set(
         records, already_right = on_policy_pairs(train, answers, scorer)
         metadata["base_already_right"] = already_right
     else:  # distill: the teacher labels the training prompts; gold answers are never used
-        teacher = resolve_teacher(train_cfg.distill)
         value["teacher"] = teacher
         provenance = {
             "teacher": teacher["id"],
@@ -107,6 +151,10 @@ def training_set(
         records = distilled_records(train, answers, provenance)
         metadata["teacher"] = teacher["id"]
 
+    if rehearsal is not None:
+        added = _rehearse(context, pipes_subprocess_client, folder, base_model, recipe)
+        metadata["rehearsal_rows"] = value["rehearsal_rows"] = len(added)
+        records += added
     if method == "dpo":
         value["length_bias"] = length_bias(records)
         metadata["length_bias"] = dg.MetadataValue.json(value["length_bias"])
@@ -117,8 +165,48 @@ def training_set(
         )
     file = folder / "training_set.jsonl"
     value.update(file=str(file), sha256=write_jsonl(records, file), rows=len(records))
+    remember(context, recipe, key, value, [value["file"]])
     return dg.Output(
         value,
         data_version=dg.DataVersion(value["sha256"]),
-        metadata={**metadata, "rows": len(records), "sha256": value["sha256"]},
+        metadata={
+            **metadata,
+            "rows": len(records),
+            "sha256": value["sha256"],
+            "cache": "computed",
+            "cache_key": key,
+        },
     )
+
+
+def _rehearse(context, client, folder: Path, base_model: dict, recipe) -> list[dict]:
+    """The base model's greedy answers to the recipe's rehearsal prompts, as training rows."""
+    cfg = recipe.spec.train.rehearsal
+    source = paths.sources_root() / cfg.source
+    try:
+        prompts = rehearsal_prompts(source, cfg.field, cfg.rows, recipe.spec.data.seed)
+    except ValueError as exc:
+        raise dg.Failure(f"recipe {recipe.id}: train.rehearsal: {exc}") from None
+    (folder / "rehearsal").mkdir(exist_ok=True)
+    answers, _ = run_inference(
+        context,
+        client,
+        folder / "rehearsal",
+        base_model_dir=base_model["path"],
+        adapters={},
+        requests=[
+            {
+                "key": p["id"],
+                "model": ladder.BASE,
+                "messages": [{"role": "user", "content": p["prompt"]}],
+                "max_new_tokens": cfg.max_new_tokens,
+            }
+            for p in prompts
+        ],
+    )
+    provenance = {
+        "rehearsal": cfg.source,
+        "model": base_model["id"],
+        "model_sha256": base_model["sha256"],
+    }
+    return rehearsal_records(prompts, answers, provenance)

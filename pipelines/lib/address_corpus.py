@@ -8,29 +8,17 @@ tokens are tagged with 29 field names. Each becomes one raw row:
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipelines.lib import data_version
+
 PACKAGE = "usaddress==0.5.16"
 MEMBER = "usaddress-0.5.16/training/labeled.xml"
 LICENSE_NOTE = "usaddress 0.5.16 training/labeled.xml, MIT licence, (c) DataMade"
-
-
-def download_sdist(dest: Path) -> Path:
-    """Fetch the usaddress source distribution from PyPI (a package registry, at set-up)."""
-    # --no-binary for this one package only: ':all:' would try to compile Cython.
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-         "--no-binary", "usaddress", PACKAGE, "-d", str(dest)],
-        check=True,
-    )
-    (sdist,) = dest.glob("usaddress-*.tar.gz")
-    return sdist
 
 
 def read_labeled_xml(sdist: Path) -> bytes:
@@ -74,7 +62,7 @@ def write_jsonl(rows: Iterator[dict], path: Path) -> int:
 def import_address_corpus(out_file: Path) -> int:
     """Download, convert and write the corpus; returns the number of rows."""
     with tempfile.TemporaryDirectory() as tmp:
-        xml_bytes = read_labeled_xml(download_sdist(Path(tmp)))
+        xml_bytes = read_labeled_xml(data_version.download_sdist(PACKAGE, Path(tmp)))
     count = write_jsonl(parse_addresses(xml_bytes), out_file)
     (out_file.parent / "SOURCE.txt").write_text(f"{LICENSE_NOTE}\n{count} rows\n")
     return count

@@ -55,8 +55,9 @@ def version_with_alias(client: Any, name: str, alias: str) -> Any | None:
         return None
 
 
-def champion_for_evaluation(name: str, base_model_sha256: str, run_id: str,
-                            destination: Path) -> dict[str, Any]:
+def champion_for_evaluation(
+    name: str, base_model_sha256: str, run_id: str, destination: Path
+) -> dict[str, Any]:
     """The current champion, downloaded for evaluation as an extra candidate.
 
     Returns {version, run_id, adapter_dir} when it can answer the same held-out rows on the
@@ -71,15 +72,21 @@ def champion_for_evaluation(name: str, base_model_sha256: str, run_id: str,
         return {**info, "skipped": "the champion is this run's own adapter"}
     champion_base = champion.tags.get("rung.base_model_sha256")
     if champion_base != base_model_sha256:
-        return {**info, "skipped": f"the champion (v{champion.version}) adapts another base "
-                                   f"model (sha256 {str(champion_base)[:12]}…)"}
+        return {
+            **info,
+            "skipped": f"the champion (v{champion.version}) adapts another base "
+            f"model (sha256 {str(champion_base)[:12]}…)",
+        }
     import mlflow
     from mlflow.exceptions import MlflowException
 
     shutil.rmtree(destination, ignore_errors=True)
     try:
-        local = Path(mlflow.artifacts.download_artifacts(
-            f"models:/{name}/{champion.version}", dst_path=str(destination)))
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{name}/{champion.version}", dst_path=str(destination)
+            )
+        )
     except (MlflowException, OSError) as exc:
         return {**info, "skipped": f"its artifacts could not be downloaded ({exc})"}
     adapter = local / "artifacts" / "adapter"
@@ -88,8 +95,9 @@ def champion_for_evaluation(name: str, base_model_sha256: str, run_id: str,
     return {**info, "adapter_dir": str(adapter)}
 
 
-def decide_promotion(metric: str, tuned_score: float, champion_now: str | None,
-                     evaluated: dict[str, Any] | None) -> tuple[bool, str]:
+def decide_promotion(
+    metric: str, tuned_score: float, champion_now: str | None, evaluated: dict[str, Any] | None
+) -> tuple[bool, str]:
     """Should the new version become champion? (promote, reason); higher metric is better.
 
     `evaluated` is the champion the evaluation compared against: {version, score} (score
@@ -101,15 +109,24 @@ def decide_promotion(metric: str, tuned_score: float, champion_now: str | None,
     if evaluated.get("version") != champion_now or "score" not in evaluated:
         why = evaluated.get("skipped") or (
             f"the evaluation compared against v{evaluated['version']}, but the champion is now "
-            f"v{champion_now}" if evaluated.get("version") else "no champion when evaluated")
-        return False, (f"not compared with champion v{champion_now} on the same held-out rows "
-                       f"({why}): stays challenger")
+            f"v{champion_now}"
+            if evaluated.get("version")
+            else "no champion when evaluated"
+        )
+        return False, (
+            f"not compared with champion v{champion_now} on the same held-out rows "
+            f"({why}): stays challenger"
+        )
     score = evaluated["score"]
     if tuned_score > score:
-        return True, (f"beats champion v{champion_now} on the same held-out rows: "
-                      f"{metric} {tuned_score:.4f} > {score:.4f}")
-    return False, (f"does not beat champion v{champion_now} on the same held-out rows: "
-                   f"{metric} {tuned_score:.4f} <= {score:.4f}: stays challenger")
+        return True, (
+            f"beats champion v{champion_now} on the same held-out rows: "
+            f"{metric} {tuned_score:.4f} > {score:.4f}"
+        )
+    return False, (
+        f"does not beat champion v{champion_now} on the same held-out rows: "
+        f"{metric} {tuned_score:.4f} <= {score:.4f}: stays challenger"
+    )
 
 
 def now_utc() -> str:
@@ -125,8 +142,9 @@ def alias_history(name: str) -> list[AliasMove]:
     return [AliasMove(**json.loads(tags[key])) for key in sorted(tags) if key.startswith(MOVE_TAG)]
 
 
-def move_alias(client: Any, name: str, alias: str, version: str, reason: str,
-               dagster_run_id: str) -> AliasMove | None:
+def move_alias(
+    client: Any, name: str, alias: str, version: str, reason: str, dagster_run_id: str
+) -> AliasMove | None:
     """Point `alias` at `version` and record the move; None when it already points there."""
     current = version_with_alias(client, name, alias)
     previous = str(current.version) if current is not None else None
@@ -138,6 +156,7 @@ def move_alias(client: Any, name: str, alias: str, version: str, reason: str,
     client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:04d}", json.dumps(asdict(move)))
     client.set_model_version_tag(name, version, f"rung.alias.{alias}.set", f"{move.at}: {reason}")
     if previous is not None:
-        client.set_model_version_tag(name, previous, f"rung.alias.{alias}.removed",
-                                     f"{move.at}: moved to v{version}")
+        client.set_model_version_tag(
+            name, previous, f"rung.alias.{alias}.removed", f"{move.at}: moved to v{version}"
+        )
     return move

@@ -28,14 +28,36 @@ _PACKAGE = paths.REPO_ROOT / "pipelines"
 CODE_FILES: dict[str, tuple[str, ...]] = {
     "base_model": ("lib/base_model.py",),
     "raw_data": ("lib/data_version.py", "lib/raw_sources.py"),
-    "cleaned_data": ("lib/dataset.py", "lib/conversations.py", "lib/raw_sources.py",
-                     "lib/near_duplicates.py", "lib/token_length.py"),
-    "split": ("lib/dataset.py", "lib/splitting.py", "lib/near_duplicates.py",
-              "lib/data_card.py"),
-    "training_run": ("lib/axolotl_config.py", "lib/data_lineage.py", "worker/train.py",
-                     "worker/axolotl_seed.py"),
-    "evaluation": ("lib/evaluation.py", "lib/metrics.py", "lib/gate.py", "lib/probes.py",
-                   "lib/report.py", "worker/evaluate.py", "worker/generation.py"),
+    "cleaned_data": (
+        "lib/dataset.py",
+        "lib/conversations.py",
+        "lib/raw_sources.py",
+        "lib/near_duplicates.py",
+        "lib/token_length.py",
+    ),
+    "split": ("lib/dataset.py", "lib/splitting.py", "lib/near_duplicates.py", "lib/data_card.py"),
+    "training_set": (
+        "defs/training_set.py",
+        "lib/training_set.py",
+        "lib/teacher.py",
+        "worker/evaluate.py",
+        "worker/generation.py",
+    ),
+    "training_run": (
+        "lib/axolotl_config.py",
+        "lib/data_lineage.py",
+        "worker/train.py",
+        "worker/axolotl_seed.py",
+    ),
+    "evaluation": (
+        "lib/evaluation.py",
+        "lib/metrics.py",
+        "lib/gate.py",
+        "lib/probes.py",
+        "lib/report.py",
+        "worker/evaluate.py",
+        "worker/generation.py",
+    ),
     "registered_adapter": ("lib/registry.py", "lib/aliases.py", "worker/chat_model.py"),
 }
 
@@ -44,6 +66,15 @@ CODE_FILES: dict[str, tuple[str, ...]] = {
 RECIPE_PARTS: dict[str, tuple[str, ...]] = {
     "cleaned_data": ("data", "train.sequence_len"),
     "split": ("data",),
+    "training_set": (
+        "train.method",
+        "train.dpo",
+        "train.distill",
+        "train.rehearsal",
+        "eval.task",
+        "eval.max_new_tokens",
+        "data.seed",
+    ),
     "training_run": ("model", "train"),
     "evaluation": ("eval", "data.seed", "train.sequence_len"),
 }
@@ -99,13 +130,23 @@ def lookup(recipe_id: str, asset: str, key: str) -> dict[str, Any] | None:
     return stored
 
 
-def store(recipe_id: str, asset: str, key: str, value: Mapping[str, Any],
-          files: Iterable[str | Path], dagster_run_id: str) -> Path:
+def store(
+    recipe_id: str,
+    asset: str,
+    key: str,
+    value: Mapping[str, Any],
+    files: Iterable[str | Path],
+    dagster_run_id: str,
+) -> Path:
     """Remember `value` under `key`; `files` are what must still exist for it to be reused."""
     entry = _entry(recipe_id, asset, key)
     entry.parent.mkdir(parents=True, exist_ok=True)
-    record = {"value": dict(value), "files": [str(f) for f in files],
-              "dagster_run_id": dagster_run_id, "stored_at": time.time()}
+    record = {
+        "value": dict(value),
+        "files": [str(f) for f in files],
+        "dagster_run_id": dagster_run_id,
+        "stored_at": time.time(),
+    }
     partial = entry.with_suffix(".partial")
     partial.write_text(json.dumps(record, indent=1, default=str))
     partial.replace(entry)

@@ -84,6 +84,10 @@ def render_axolotl_config(
     if train.method == "dpo":
         # Pairs, not packed sequences; the frozen base (adapter off) is the DPO reference.
         config.update(rl="dpo", rl_beta=train.dpo.beta, sample_packing=False)
+        if train.dpo.sft_weight:  # RPO: DPO plus the NLL of the chosen answers (TRL's "sft")
+            config.update(
+                dpo_loss_type=["sigmoid", "sft"], dpo_loss_weights=[1.0, train.dpo.sft_weight]
+            )
     if train.adapter == "qlora":  # 4-bit base weights through bitsandbytes: CUDA only
         config.update(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)
     if init_adapter_dir is not None:
@@ -93,11 +97,22 @@ def render_axolotl_config(
 
 def _dataset(train: TrainSection, train_file: Path) -> dict[str, Any]:
     if train.method == "dpo":
-        return {"path": str(train_file), "ds_type": "json", "split": "train",
-                "type": "chat_template.default", "field_messages": "messages",
-                "field_chosen": "chosen", "field_rejected": "rejected"}
-    return {"path": str(train_file), "ds_type": "json", "type": "chat_template",
-            "field_messages": "messages", "roles_to_train": ["assistant"]}
+        return {
+            "path": str(train_file),
+            "ds_type": "json",
+            "split": "train",
+            "type": "chat_template.default",
+            "field_messages": "messages",
+            "field_chosen": "chosen",
+            "field_rejected": "rejected",
+        }
+    return {
+        "path": str(train_file),
+        "ds_type": "json",
+        "type": "chat_template",
+        "field_messages": "messages",
+        "roles_to_train": ["assistant"],
+    }
 
 
 def write_axolotl_config(config: dict[str, Any], path: Path) -> Path:

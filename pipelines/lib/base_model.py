@@ -123,6 +123,12 @@ class Adapter:
     source_run_id: str | None = None
 
 
+def adapter_sha256(folder: Path) -> str:
+    """An adapter's identity: the sha256 of its weights."""
+    with (Path(folder) / "adapter_model.safetensors").open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def _adapter_folder(folder: Path) -> Path | None:
     found = sorted(folder.rglob("adapter_config.json"))
     return found[0].parent if found else None

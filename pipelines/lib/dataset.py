@@ -6,7 +6,7 @@ training are recorded as dropped with what replaced them or how long they were;
 the counts reconcile:
 
     rows in = kept + quarantined + exact duplicates + near-duplicates + too long
-              + sampled out (data.max_rows)
+              + sampled out (data.max_rows, data.skip_rows)
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class CleanResult:
         reasons = Counter(q["reason"].split(":")[0] for q in self.quarantine)
         reasons.update(d["stage"].replace("_", " ") for d in self.dropped)
         if self.sampled_out:
-            reasons["sampled out (max_rows)"] = self.sampled_out
+            reasons["sampled out (max_rows, skip_rows)"] = self.sampled_out
         return dict(reasons.most_common())
 
     def failure(self, max_bad_fraction: float) -> str | None:
@@ -268,14 +268,19 @@ def drop_near_duplicates(
     return kept, dropped
 
 
-def sample_rows(rows: list[CleanRow], max_rows: int | None, seed: int) -> list[CleanRow]:
-    """A deterministic sample (hash order), kept in source order."""
-    if max_rows is None or len(rows) <= max_rows:
+def sample_rows(
+    rows: list[CleanRow], max_rows: int | None, seed: int, skip: int = 0
+) -> list[CleanRow]:
+    """A deterministic sample: rows `skip` to `skip + max_rows` of the hash order, kept in
+    source order. Samples nest (a larger one holds a smaller) and skipping the first n
+    rows leaves out exactly the sample of n."""
+    if skip == 0 and (max_rows is None or len(rows) <= max_rows):
         return rows
     ranked = sorted(
         range(len(rows)), key=lambda i: splitting.unit_hash(seed, "sample:" + rows[i].id)
     )
-    return [rows[i] for i in sorted(ranked[:max_rows])]
+    end = None if max_rows is None else skip + max_rows
+    return [rows[i] for i in sorted(ranked[skip:end])]
 
 
 def clean_sources(
@@ -301,7 +306,7 @@ def clean_sources(
         with _timed(timings, "near_dedupe"):
             rows, near = drop_near_duplicates(rows, data.dedupe)
         dropped += near
-    sampled = sample_rows(rows, data.max_rows, data.seed)
+    sampled = sample_rows(rows, data.max_rows, data.seed, data.skip_rows)
     return CleanResult(sampled, quarantine, dropped, rows_in, len(rows) - len(sampled), timings)
 
 

@@ -93,31 +93,43 @@ def evaluation_sha256(report: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(measured, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def version_tags(run_tags: dict[str, str], report: dict[str, Any], dagster_run_id: str,
-                 evaluated_champion: dict[str, Any] | None) -> dict[str, str]:
+def version_tags(
+    run_tags: dict[str, str],
+    report: dict[str, Any],
+    dagster_run_id: str,
+    evaluated_champion: dict[str, Any] | None,
+) -> dict[str, str]:
     """Lineage and evaluation tags of a new version."""
     import importlib.metadata as metadata
 
     metric, interval = report["primary_metric"], report["interval"]
-    tags = {k: v for k, v in run_tags.items()
-            if k.startswith(tracking.TAG) and k not in SKIPPED_RUN_TAGS}
+    tags = {
+        k: v
+        for k, v in run_tags.items()
+        if k.startswith(tracking.TAG) and k not in SKIPPED_RUN_TAGS
+    }
     scores = report["candidates"]
-    tags.update({
-        "rung.verdict": report["verdict"]["label"],
-        "rung.primary_metric": metric,
-        f"rung.metric.{metric}": f"{scores['tuned'][metric]:.6f}",
-        "rung.interval": (f"tuned - {interval['versus']} = {interval['mean']:+.4f} "
-                          f"[{interval['low']:+.4f}, {interval['high']:+.4f}] "
-                          f"({interval['confidence']:.0%} paired bootstrap)"),
-        "rung.interval_low": f"{interval['low']:.6f}",
-        "rung.interval_high": f"{interval['high']:.6f}",
-        "rung.interval_versus": interval["versus"],
-        "rung.evaluation_sha256": evaluation_sha256(report),
-        "rung.registered_by_dagster_run": dagster_run_id,
-    })
+    tags.update(
+        {
+            "rung.verdict": report["verdict"]["label"],
+            "rung.primary_metric": metric,
+            f"rung.metric.{metric}": f"{scores['tuned'][metric]:.6f}",
+            "rung.interval": (
+                f"tuned - {interval['versus']} = {interval['mean']:+.4f} "
+                f"[{interval['low']:+.4f}, {interval['high']:+.4f}] "
+                f"({interval['confidence']:.0%} paired bootstrap)"
+            ),
+            "rung.interval_low": f"{interval['low']:.6f}",
+            "rung.interval_high": f"{interval['high']:.6f}",
+            "rung.interval_versus": interval["versus"],
+            "rung.evaluation_sha256": evaluation_sha256(report),
+            "rung.registered_by_dagster_run": dagster_run_id,
+        }
+    )
     if evaluated_champion and "score" in evaluated_champion:
         tags["rung.compared_with_champion"] = (
-            f"v{evaluated_champion['version']}: {metric} {evaluated_champion['score']:.4f}")
+            f"v{evaluated_champion['version']}: {metric} {evaluated_champion['score']:.4f}"
+        )
     for package in ("mlflow", "dagster", "dvc", "pandas"):
         try:
             tags[f"rung.version.orchestrator.{package}"] = metadata.version(package)
@@ -126,8 +138,9 @@ def version_tags(run_tags: dict[str, str], report: dict[str, Any], dagster_run_i
     return {k: str(v)[:5000] for k, v in tags.items()}
 
 
-def _stage(folder: Path, adapter_dir: Path, base_model: dict[str, str],
-           attachments: dict[str, list[Path]]) -> dict[str, str]:
+def _stage(
+    folder: Path, adapter_dir: Path, base_model: dict[str, str], attachments: dict[str, list[Path]]
+) -> dict[str, str]:
     """Copy what the model holds into `folder`; returns MLflow's artifacts mapping."""
     adapter = folder / "adapter"
     adapter.mkdir(parents=True)
@@ -136,8 +149,15 @@ def _stage(folder: Path, adapter_dir: Path, base_model: dict[str, str],
             raise RegistryError(f"{adapter_dir}: no {name}; nothing to register")
         shutil.copy2(adapter_dir / name, adapter / name)
     pointer = folder / "base_model.json"
-    pointer.write_text(json.dumps({**{k: base_model[k] for k in ("id", "path", "sha256")},
-                                   "weights": _weight_files(Path(base_model["path"]))}, indent=1))
+    pointer.write_text(
+        json.dumps(
+            {
+                **{k: base_model[k] for k in ("id", "path", "sha256")},
+                "weights": _weight_files(Path(base_model["path"])),
+            },
+            indent=1,
+        )
+    )
     artifacts = {"adapter": str(adapter), "base_model": str(pointer)}
     for name, sources in attachments.items():  # files, or folders whose files are copied
         target = folder / name
@@ -171,9 +191,17 @@ def _requirements(run_tags: dict[str, str]) -> list[str]:
     return pins
 
 
-def register_adapter(*, name: str, run_id: str, adapter_dir: Path, base_model: dict[str, str],
-                     report: dict[str, Any], evaluated_champion: dict[str, Any] | None,
-                     attachments: dict[str, list[Path]], dagster_run_id: str) -> Registration:
+def register_adapter(
+    *,
+    name: str,
+    run_id: str,
+    adapter_dir: Path,
+    base_model: dict[str, str],
+    report: dict[str, Any],
+    evaluated_champion: dict[str, Any] | None,
+    attachments: dict[str, list[Path]],
+    dagster_run_id: str,
+) -> Registration:
     """Register the run's adapter as a new version (once per run) and move the aliases.
 
     A run registered before gets no second version; if it was evaluated again since (an
@@ -182,16 +210,24 @@ def register_adapter(*, name: str, run_id: str, adapter_dir: Path, base_model: d
     import mlflow
 
     if not report["verdict"]["ship"]:
-        raise RegistryError(f"MLflow run {run_id}: verdict {report['verdict']['label']}; "
-                            "only a SHIP verdict is registered")
+        raise RegistryError(
+            f"MLflow run {run_id}: verdict {report['verdict']['label']}; "
+            "only a SHIP verdict is registered"
+        )
     client = tracking.configure_mlflow()
     existing = find_version(client, name, run_id)
     if existing is not None:
         existing = client.get_model_version(name, existing.version)  # with its aliases
         version = str(existing.version)
         _refresh_evaluation_tags(client, existing, report, dagster_run_id, evaluated_champion)
-        return Registration(name, version, False, f"models:/{name}/{version}",
-                            sorted(existing.aliases), existing.tags.get("rung.promotion", ""))
+        return Registration(
+            name,
+            version,
+            False,
+            f"models:/{name}/{version}",
+            sorted(existing.aliases),
+            existing.tags.get("rung.promotion", ""),
+        )
     run_tags = client.get_run(run_id).data.tags
     # The orchestrator has no torch: MLflow's requirement check would warn about it.
     logging.getLogger("mlflow.utils.requirements_utils").setLevel(logging.ERROR)
@@ -200,45 +236,77 @@ def register_adapter(*, name: str, run_id: str, adapter_dir: Path, base_model: d
         artifacts = _stage(Path(tmp), adapter_dir, base_model, attachments)
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
-                name=LOGGED_MODEL_NAME, python_model=str(paths.CHAT_MODEL_FILE),
-                artifacts=artifacts, signature=chat_signature(),
+                name=LOGGED_MODEL_NAME,
+                python_model=str(paths.CHAT_MODEL_FILE),
+                artifacts=artifacts,
+                signature=chat_signature(),
                 pip_requirements=_requirements(run_tags),
-                metadata={"rung_recipe_id": run_tags.get("rung.recipe_id", ""),
-                          "rung_base_model": base_model["id"]},
+                metadata={
+                    "rung_recipe_id": run_tags.get("rung.recipe_id", ""),
+                    "rung_base_model": base_model["id"],
+                },
             )
     if not registered_model_exists(client, name):
         client.create_registered_model(
-            name, description="LoRA adapters registered by rung after a SHIP verdict; "
-                              "aliases: champion (best so far), challenger (newest).")
+            name,
+            description="LoRA adapters registered by rung after a SHIP verdict; "
+            "aliases: champion (best so far), challenger (newest).",
+        )
     version = client.create_model_version(
-        name, source=info.model_uri, run_id=run_id, model_id=info.model_id,
+        name,
+        source=info.model_uri,
+        run_id=run_id,
+        model_id=info.model_id,
         tags=version_tags(run_tags, report, dagster_run_id, evaluated_champion),
         description=_description(report),
     ).version
     version = str(version)
     champion = version_with_alias(client, name, CHAMPION)
     metric = report["primary_metric"]
-    promote, reason = decide_promotion(metric, report["candidates"]["tuned"][metric],
-                                       str(champion.version) if champion else None,
-                                       evaluated_champion)
+    promote, reason = decide_promotion(
+        metric,
+        report["candidates"]["tuned"][metric],
+        str(champion.version) if champion else None,
+        evaluated_champion,
+    )
     client.set_model_version_tag(name, version, "rung.promotion", reason)
-    moves = [move_alias(client, name, CHALLENGER, version, "newest registered version",
-                        dagster_run_id)]
+    moves = [
+        move_alias(client, name, CHALLENGER, version, "newest registered version", dagster_run_id)
+    ]
     if promote:
         moves.append(move_alias(client, name, CHAMPION, version, reason, dagster_run_id))
     aliases = sorted(client.get_model_version(name, version).aliases)
-    return Registration(name, version, True, f"models:/{name}/{version}", aliases, reason,
-                        [m for m in moves if m is not None])
+    return Registration(
+        name,
+        version,
+        True,
+        f"models:/{name}/{version}",
+        aliases,
+        reason,
+        [m for m in moves if m is not None],
+    )
 
 
-EVALUATION_TAGS = ("rung.verdict", "rung.primary_metric", "rung.interval", "rung.interval_low",
-                   "rung.interval_high", "rung.interval_versus", "rung.evaluation_sha256",
-                   "rung.compared_with_champion", "rung.recipe_sha256")
+EVALUATION_TAGS = (
+    "rung.verdict",
+    "rung.primary_metric",
+    "rung.interval",
+    "rung.interval_low",
+    "rung.interval_high",
+    "rung.interval_versus",
+    "rung.evaluation_sha256",
+    "rung.compared_with_champion",
+    "rung.recipe_sha256",
+)
 
 
-def _refresh_evaluation_tags(client: Any, version: Any, report: dict[str, Any],
-                             dagster_run_id: str, evaluated_champion: dict[str, Any] | None
-                             ) -> None:
+def _refresh_evaluation_tags(
+    client: Any,
+    version: Any,
+    report: dict[str, Any],
+    dagster_run_id: str,
+    evaluated_champion: dict[str, Any] | None,
+) -> None:
     run_tags = client.get_run(version.run_id).data.tags
     fresh = version_tags(run_tags, report, dagster_run_id, evaluated_champion)
     if fresh["rung.evaluation_sha256"] == version.tags.get("rung.evaluation_sha256"):
@@ -247,14 +315,20 @@ def _refresh_evaluation_tags(client: Any, version: Any, report: dict[str, Any],
     for key in (*EVALUATION_TAGS, f"rung.metric.{metric}"):
         if key in fresh:
             client.set_model_version_tag(version.name, version.version, key, fresh[key])
-    client.set_model_version_tag(version.name, version.version, "rung.re_evaluated",
-                                 f"{now_utc()} by Dagster run {dagster_run_id}")
+    client.set_model_version_tag(
+        version.name,
+        version.version,
+        "rung.re_evaluated",
+        f"{now_utc()} by Dagster run {dagster_run_id}",
+    )
     client.update_model_version(version.name, version.version, description=_description(report))
 
 
 def _description(report: dict[str, Any]) -> str:
     metric, interval = report["primary_metric"], report["interval"]
     tuned = report["candidates"]["tuned"][metric]
-    return (f"{report['verdict']['label']}: tuned {metric} {tuned:.4f}; tuned - "
-            f"{interval['versus']} {interval['mean']:+.4f} [{interval['low']:+.4f}, "
-            f"{interval['high']:+.4f}] on {report.get('heldout_rows', '?')} held-out rows.")
+    return (
+        f"{report['verdict']['label']}: tuned {metric} {tuned:.4f}; tuned - "
+        f"{interval['versus']} {interval['mean']:+.4f} [{interval['low']:+.4f}, "
+        f"{interval['high']:+.4f}] on {report.get('heldout_rows', '?')} held-out rows."
+    )

@@ -23,8 +23,14 @@ from pipelines.lib.data_version import restore_data_version
 from pipelines.recipe import parse_recipe
 
 # Lineage tags that must be equal for a faithful reproduction.
-HASH_TAGS = ("rung.data_dvc_md5", "rung.recipe_sha256", "rung.base_model_sha256",
-             "rung.cleaned_sha256", "rung.train_sha256", "rung.heldout_sha256")
+HASH_TAGS = (
+    "rung.data_dvc_md5",
+    "rung.recipe_sha256",
+    "rung.base_model_sha256",
+    "rung.cleaned_sha256",
+    "rung.train_sha256",
+    "rung.heldout_sha256",
+)
 # Metrics that measure the machine, not the model: shown, never compared.
 TIMING_WORDS = ("runtime", "per_s", "flos", "memory", "mem_", "time")
 # |reproduced - original| <= ABS_TOLERANCE + REL_TOLERANCE * |original|
@@ -80,8 +86,10 @@ def resolve_run(target: str) -> str:
         file = Path(target)
         runs = _runs_of_recipe(file.stem)
         if not runs:
-            raise ReproduceError(f"{target}: no finished MLflow run of recipe '{file.stem}' to "
-                                 f"reproduce (launch it first: rung run {target})")
+            raise ReproduceError(
+                f"{target}: no finished MLflow run of recipe '{file.stem}' to "
+                f"reproduce (launch it first: rung run {target})"
+            )
         sha = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
         same = [run for run in runs if run.data.tags.get("rung.recipe_sha256") == sha]
         return (same or runs)[0].info.run_id
@@ -95,12 +103,18 @@ def resolve_run(target: str) -> str:
 
 def load_original(run_id: str) -> OriginalRun:
     tags = _client().get_run(run_id).data.tags
-    missing = [t for t in ("rung.recipe_id", "rung.recipe_sha256", "rung.data_dvc_md5")
-               if t not in tags]
+    missing = [
+        t for t in ("rung.recipe_id", "rung.recipe_sha256", "rung.data_dvc_md5") if t not in tags
+    ]
     if missing:
         raise ReproduceError(f"MLflow run {run_id} was not made by rung (no {', '.join(missing)})")
-    return OriginalRun(run_id, tags["rung.recipe_id"], tags["rung.recipe_sha256"],
-                       tags["rung.data_dvc_md5"], tags.get("rung.base_model_sha256"))
+    return OriginalRun(
+        run_id,
+        tags["rung.recipe_id"],
+        tags["rung.recipe_sha256"],
+        tags["rung.data_dvc_md5"],
+        tags.get("rung.base_model_sha256"),
+    )
 
 
 def prepare_workspace(original: OriginalRun, root: Path | None = None) -> Path:
@@ -112,13 +126,19 @@ def prepare_workspace(original: OriginalRun, root: Path | None = None) -> Path:
     restore_data_version(original.data_md5, root / "data")  # refuses clearly when it is gone
     import mlflow
 
-    local = Path(mlflow.artifacts.download_artifacts(
-        run_id=original.run_id, artifact_path=f"recipe/{original.recipe_id}.yaml",
-        dst_path=str(root / "downloaded")))
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=original.run_id,
+            artifact_path=f"recipe/{original.recipe_id}.yaml",
+            dst_path=str(root / "downloaded"),
+        )
+    )
     content = local.read_bytes()
     if hashlib.sha256(content).hexdigest() != original.recipe_sha256:
-        raise ReproduceError(f"MLflow run {original.run_id}: the logged recipe does not hash to "
-                             f"its tag rung.recipe_sha256 {original.recipe_sha256[:12]}…")
+        raise ReproduceError(
+            f"MLflow run {original.run_id}: the logged recipe does not hash to "
+            f"its tag rung.recipe_sha256 {original.recipe_sha256[:12]}…"
+        )
     recipe_file = root / "recipes" / f"{original.recipe_id}.yaml"
     recipe_file.write_bytes(content)
     shutil.rmtree(root / "downloaded")
@@ -128,7 +148,8 @@ def prepare_workspace(original: OriginalRun, root: Path | None = None) -> Path:
         raise ReproduceError(
             f"MLflow run {original.run_id} used base model {spec.model.base_model!r} with weights "
             f"sha256 {original.base_model_sha256[:12]}…, but here it resolves to "
-            f"{base.sha256[:12]}… ({base.path}); restore those weights to reproduce")
+            f"{base.sha256[:12]}… ({base.path}); restore those weights to reproduce"
+        )
     return recipe_file
 
 
@@ -172,10 +193,14 @@ def format_comparison(comparison: Comparison) -> str:
     lines = [f"  {'lineage':<22} {'original':<15} {'reproduced':<15}"]
     for tag, a, b in comparison.hashes:
         mark = "=" if a == b else "DIFFERENT"
-        lines.append(f"  {tag.removeprefix('rung.'):<22} {str(a)[:14]:<15} {str(b)[:14]:<15} "
-                     f"{mark}")
-    lines += ["", f"  {'metric':<40} {'original':>10} {'reproduced':>12} {'diff':>10}  "
-              f"(ok when |diff| <= {ABS_TOLERANCE:g} + {REL_TOLERANCE:g} x |original|)"]
+        lines.append(
+            f"  {tag.removeprefix('rung.'):<22} {str(a)[:14]:<15} {str(b)[:14]:<15} {mark}"
+        )
+    lines += [
+        "",
+        f"  {'metric':<40} {'original':>10} {'reproduced':>12} {'diff':>10}  "
+        f"(ok when |diff| <= {ABS_TOLERANCE:g} + {REL_TOLERANCE:g} x |original|)",
+    ]
     for name, a, b, ok in comparison.metrics:
         if b is None:
             lines.append(f"  {name:<40} {a:>10.4f}   (not in the reproduction)")
@@ -183,6 +208,9 @@ def format_comparison(comparison: Comparison) -> str:
         mark = {None: "(timing, not compared)", True: "ok", False: "OUT OF TOLERANCE"}[ok]
         lines.append(f"  {name:<40} {a:>10.4f} {b:>12.4f} {b - a:>+10.4f}  {mark}")
     verdict = "REPRODUCED" if comparison.reproduced else "NOT REPRODUCED"
-    lines += ["", f"{verdict}: lineage hashes {'equal' if comparison.hashes_equal else 'differ'}, "
-              f"metrics {'within' if comparison.metrics_within_tolerance else 'outside'} tolerance"]
+    lines += [
+        "",
+        f"{verdict}: lineage hashes {'equal' if comparison.hashes_equal else 'differ'}, "
+        f"metrics {'within' if comparison.metrics_within_tolerance else 'outside'} tolerance",
+    ]
     return "\n".join(lines)

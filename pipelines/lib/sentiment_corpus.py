@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from pipelines.lib import data_version
 
 PACKAGE = "vaderSentiment==3.3.2"
 INNER_ARCHIVE = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
@@ -27,28 +27,6 @@ LICENSE_NOTE = (
     "movieReviewSnippets_GroundTruth.txt, MIT licence, (c) C.J. Hutto"
 )
 COLUMNS = ("id", "text", "mean_rating", "label")
-
-
-def download_sdist(dest: Path) -> Path:
-    """Fetch the vaderSentiment source distribution from PyPI (at set-up)."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--no-binary",
-            "vaderSentiment",
-            PACKAGE,
-            "-d",
-            str(dest),
-        ],
-        check=True,
-    )
-    (sdist,) = dest.glob("vaderSentiment-*.tar.gz")
-    return sdist
 
 
 def read_ground_truth(sdist: Path) -> bytes:
@@ -102,7 +80,7 @@ def write_csv(rows: Iterator[dict[str, str]], path: Path) -> int:
 def import_sentiment_corpus(out_file: Path) -> int:
     """Download, convert and write the corpus; returns the number of rows."""
     with tempfile.TemporaryDirectory() as tmp:
-        raw = read_ground_truth(download_sdist(Path(tmp)))
+        raw = read_ground_truth(data_version.download_sdist(PACKAGE, Path(tmp)))
     count = write_csv(parse_snippets(raw), out_file)
     (out_file.parent / "SOURCE.txt").write_text(f"{LICENSE_NOTE}\n{count} rows\n")
     return count

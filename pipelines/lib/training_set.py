@@ -6,15 +6,19 @@
   model's own answer is rejected, when that answer is wrong by the task's metric.
 - distill: the teacher answers every training prompt; its answer replaces the gold one
   (the student never sees gold labels) and each row records where it came from.
+- rehearsal (sft, distill): the base model's own answers to unrelated prompts are added,
+  without the recipe's system prompt, so the adapter learns to leave those alone.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from pipelines.lib import raw_sources, splitting
 from pipelines.lib.metrics import Scorer
 
 ROW_PERFECT = 1.0 - 1e-9
@@ -76,6 +80,43 @@ def distilled_records(
         }
         for key, messages in zip(train["id"], train["messages"])
         if teacher_answers[key].strip()
+    ]
+
+
+def rehearsal_prompts(path: Path, field: str, rows: int, seed: int) -> list[dict[str, str]]:
+    """`rows` prompts from the file, sampled in hash order (same seed, same sample), each
+    {"id", "prompt"}; a missing field is an error naming the file, line and field."""
+    prompts = {}
+    for row in raw_sources.read_source(path):
+        if isinstance(row, raw_sources.BadRow):
+            raise ValueError(f"{path}:{row.line}: {row.reason}")
+        text = row.record.get(field)
+        if not isinstance(text, str):
+            raise ValueError(
+                f"{path}:{row.line}: train.rehearsal.field '{field}' is missing or not text"
+            )
+        if text.strip():
+            prompts.setdefault(" ".join(text.split()), row.line)
+    ranked = sorted(prompts, key=lambda text: splitting.unit_hash(seed, "rehearsal:" + text))
+    return [{"id": f"rehearsal-{prompts[text]}", "prompt": text} for text in ranked[:rows]]
+
+
+def rehearsal_records(
+    prompts: list[dict[str, str]], base_answers: dict[str, str], provenance: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The base model's answer to each prompt as a training conversation (no system prompt:
+    the model's own default, as for any request outside the recipe's task)."""
+    return [
+        {
+            "id": p["id"],
+            "messages": [
+                {"role": "user", "content": p["prompt"]},
+                {"role": "assistant", "content": base_answers[p["id"]]},
+            ],
+            "provenance": provenance,
+        }
+        for p in prompts
+        if base_answers[p["id"]].strip()
     ]
 
 

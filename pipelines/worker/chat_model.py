@@ -97,11 +97,13 @@ class ChatAdapterModel(PythonModel):
         )
         with torch.no_grad():
             output = self.model.generate(
-                **ids, max_new_tokens=max_new_tokens, do_sample=False,
+                **ids,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
                 eos_token_id=self.tokenizer.eos_token_id,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
-        new_tokens = output[0, ids["input_ids"].shape[1]:]
+        new_tokens = output[0, ids["input_ids"].shape[1] :]
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
 
     # No type hints here: MLflow would derive a signature from them; rung logs its own.
