@@ -90,6 +90,7 @@ def render_axolotl_config(
             )
     if train.adapter == "qlora":  # 4-bit base weights through bitsandbytes: CUDA only
         config.update(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)
+        config["bf16"] = "auto"  # compute in bf16 where the GPU has it (QLoRA never runs on CPU)
     if init_adapter_dir is not None:
         config["lora_model_dir"] = str(init_adapter_dir)
     return config
