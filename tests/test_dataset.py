@@ -8,7 +8,7 @@ from pipelines.lib.base_model import embedded_model_dir
 from pipelines.lib.token_length import ChatTokenCounter
 from pipelines.recipe import DataSection
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
+FIXTURES = Path(__file__).parent / "fixtures" / "raw_sources"
 needs_model = pytest.mark.skipif(
     not (embedded_model_dir() / "tokenizer.json").is_file(),
     reason="embedded base model not prepared (make model)",
