@@ -7,7 +7,13 @@ import os
 import platform
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+RUNG = REPO / ".venv" / "bin" / "rung"
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def has_gpu() -> bool:
+    return Path("/dev/nvidia0").exists()
 
 
 def machine() -> str:
@@ -18,7 +24,7 @@ def machine() -> str:
         platform.processor(),
     )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    gpu = "a" if Path("/dev/nvidia0").exists() else "no"
+    gpu = "a" if has_gpu() else "no"
     return (
         f"{os.cpu_count()} cores ({model}), {memory:.0f} GiB RAM, "
         f"Python {platform.python_version()}, {gpu} GPU"

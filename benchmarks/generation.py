@@ -24,6 +24,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from common import machine, write_results  # noqa: E402
 
+from pipelines.lib.base_model import embedded_model_dir  # noqa: E402
 from pipelines.worker.generation import Models  # noqa: E402
 
 
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--recipe", default="recipes/address-extraction-lora.yaml")
     args = parser.parse_args()
 
-    model_dir = Path.home() / ".cache" / "rung" / "models" / "smollm2-135m-instruct"
+    model_dir = embedded_model_dir()
     corpus = REPO / "data" / "address" / "addresses.jsonl"
     rows = [json.loads(line) for line in corpus.read_text().splitlines()[: args.rows]]
     recipe = yaml.safe_load((REPO / args.recipe).read_text())

@@ -3,8 +3,9 @@
 Runs `rung run <recipe>` in a fresh state dir (its own Dagster home, MLflow store
 and run outputs; the user's are untouched) and a copy of the recipe: the first run
 computes every asset; the second has nothing changed, so every expensive asset
-reuses its outputs and registration finds its version; the third changes only the
-eval section (eval.num_samples), so only evaluation and registration run again.
+reuses its outputs (and, after a SHIP, registration finds its version); the third
+changes only the eval section (eval.num_samples), so only evaluation (and
+registration, after a SHIP) runs again.
 Reports each command's wall time (process start included) and each step's time
 and cache status from the Dagster event log.
 
@@ -16,15 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import machine, write_results
-
-REPO = Path(__file__).resolve().parent.parent
-RUNG = REPO / ".venv" / "bin" / "rung"
+from common import REPO, RUNG, machine, write_results
 
 
 def timed_run(recipe: Path, env: dict[str, str]) -> float:
@@ -116,4 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -27,10 +27,8 @@ import time
 from pathlib import Path
 
 import yaml
-from common import machine, write_results
+from common import REPO, RUNG, has_gpu, machine, write_results
 
-REPO = Path(__file__).resolve().parent.parent
-RUNG = REPO / ".venv" / "bin" / "rung"
 # Axolotl's end-of-training numbers and its GPU memory gauges, as logged to MLflow.
 SPEED = ("train_runtime", "train_samples_per_second", "train_steps_per_second")
 
@@ -87,7 +85,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     adapters = args.adapters.split(",")
-    if "qlora" in adapters and not Path("/dev/nvidia0").exists():
+    if "qlora" in adapters and not has_gpu():
         sys.exit("QLoRA needs a CUDA GPU and this machine has none: run this on a GPU machine")
     recipe = (REPO / args.recipe).resolve()
     rows = []

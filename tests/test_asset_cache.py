@@ -62,8 +62,15 @@ def test_an_input_content_hash_is_part_of_every_key():
 
 def test_code_versions_are_stable_and_distinct_per_asset():
     versions = {a: asset_cache.code_version(a) for a in asset_cache.CODE_FILES}
+    asset_cache.code_version.cache_clear()  # read the files again, not the cached values
     assert versions == {a: asset_cache.code_version(a) for a in asset_cache.CODE_FILES}
     assert len(set(versions.values())) == len(versions)
+
+
+def test_eval_budget_and_task_also_key_the_training_set():
+    # on-policy DPO pairs are judged by the task's metric on answers of eval.max_new_tokens
+    edit = ("  task: extraction", "  task: extraction\n  max_new_tokens: 64")
+    assert changed(edit) == {"training_set", "evaluation"}
 
 
 def test_a_stored_output_is_reused_until_one_of_its_files_is_gone(tmp_path, monkeypatch):

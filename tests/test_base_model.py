@@ -7,21 +7,22 @@ from pipelines.lib.base_model import (
     embedded_model_dir,
     resolve_adapter,
     resolve_base_model,
+    weight_digests,
     weights_sha256,
 )
 
 
 def test_single_file_weights_hash_is_the_files_sha256(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"weights")
-    assert weights_sha256(tmp_path) == hashlib.sha256(b"weights").hexdigest()
+    assert weights_sha256(weight_digests(tmp_path)) == hashlib.sha256(b"weights").hexdigest()
 
 
 def test_sharded_weights_hash_changes_with_any_shard(tmp_path):
     (tmp_path / "a.safetensors").write_bytes(b"1")
     (tmp_path / "b.safetensors").write_bytes(b"2")
-    before = weights_sha256(tmp_path)
+    before = weights_sha256(weight_digests(tmp_path))
     (tmp_path / "b.safetensors").write_bytes(b"3")
-    assert weights_sha256(tmp_path) != before
+    assert weights_sha256(weight_digests(tmp_path)) != before
 
 
 def test_the_embedded_model_resolves_offline():

@@ -12,8 +12,9 @@ import pytest
 
 from pipelines.lib import aliases, registry, tracking
 from pipelines.lib.aliases import decide_promotion
+from pipelines.lib.base_model import weight_digests
 
-BASE = {"id": "tiny-base", "path": "(set per test)", "sha256": "b" * 64}
+BASE = {"id": "tiny-base", "path": "(set per test)", "sha256": "b" * 64, "weights": {}}
 WEIGHTS = b"base weights"
 
 
@@ -21,7 +22,8 @@ def base_model(tmp_path: Path) -> dict:
     folder = tmp_path / "tiny-base"
     folder.mkdir(exist_ok=True)
     (folder / "model.safetensors").write_bytes(WEIGHTS)
-    return {**BASE, "path": str(folder)}
+    # as the base_model asset gives it: each weight file's sha256
+    return {**BASE, "path": str(folder), "weights": weight_digests(folder)}
 
 
 LINEAGE = {

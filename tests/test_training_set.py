@@ -110,6 +110,7 @@ def test_dpo_and_qlora_render_into_axolotl_settings(tmp_path):
     assert (rpo["dpo_loss_type"], rpo["dpo_loss_weights"]) == (["sigmoid", "sft"], [1.0, 0.5])
     qlora = render(adapter="qlora")
     assert qlora["adapter"] == "qlora" and qlora["load_in_4bit"] is True
+    assert qlora["bnb_4bit_quant_type"] == "nf4" and qlora["bnb_4bit_use_double_quant"] is True
     assert qlora["bf16"] == "auto" and dpo["bf16"] is False  # CPU runs stay in fp32
 
 

@@ -33,7 +33,12 @@ from pipelines.lib.token_length import ChatTokenCounter
 def base_model(context: dg.AssetExecutionContext) -> dg.Output[dict]:
     """The recipe's base model, local and offline; its data version is the weights' sha256."""
     model = resolve_base_model(recipe_for(context).spec.model.base_model)
-    value = {"id": model.id, "path": str(model.path), "sha256": model.sha256}
+    value = {
+        "id": model.id,
+        "path": str(model.path),
+        "sha256": model.sha256,
+        "weights": model.weights,
+    }
     return dg.Output(
         value,
         data_version=dg.DataVersion(model.sha256),

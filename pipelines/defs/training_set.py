@@ -1,6 +1,5 @@
 """The rows the trainer learns from, by training method (see pipelines/lib/training_set.py)."""
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +17,7 @@ from pipelines.defs.common import (
 from pipelines.lib import asset_cache
 from pipelines.lib import evaluation as ladder
 from pipelines.lib.base_model import adapter_sha256
-from pipelines.lib.dataset import read_conversations, sha256_file, write_jsonl
+from pipelines.lib.dataset import read_conversations, read_jsonl, sha256_file, write_jsonl
 from pipelines.lib.metrics import scorer_for
 from pipelines.lib.teacher import ask_http_teacher, resolve_teacher
 from pipelines.lib.training_set import (
@@ -98,11 +97,13 @@ def training_set(
     if reused is not None:
         return reused_output(reused, reused["sha256"], key)
     folder = workdir(context)
-    train = read_conversations(Path(split["train_file"]))
+    train_file = Path(split["train_file"])
+    # SFT rows pass through as written; the other methods work on parsed conversations.
+    train = None if method == "sft" else read_conversations(train_file)
     metadata: dict = {"method": method}
     value: dict = {"method": method}
     if method == "sft":
-        records = [json.loads(line) for line in Path(split["train_file"]).read_text().splitlines()]
+        records = read_jsonl(train_file)
     elif method == "dpo" and train_cfg.dpo.pairs == "data":
         records = preference_records(train)
     elif method == "dpo":  # on-policy: the base model's own wrong answers are the rejected ones
@@ -152,7 +153,9 @@ def training_set(
         metadata["teacher"] = teacher["id"]
 
     if rehearsal is not None:
-        added = _rehearse(context, pipes_subprocess_client, folder, base_model, recipe)
+        added = _rehearse(
+            context, pipes_subprocess_client, folder, base_model, recipe, rehearsal_file
+        )
         metadata["rehearsal_rows"] = value["rehearsal_rows"] = len(added)
         records += added
     if method == "dpo":
@@ -179,10 +182,9 @@ def training_set(
     )
 
 
-def _rehearse(context, client, folder: Path, base_model: dict, recipe) -> list[dict]:
+def _rehearse(context, client, folder: Path, base_model: dict, recipe, source: Path) -> list[dict]:
     """The base model's greedy answers to the recipe's rehearsal prompts, as training rows."""
     cfg = recipe.spec.train.rehearsal
-    source = paths.sources_root() / cfg.source
     try:
         prompts = rehearsal_prompts(source, cfg.field, cfg.rows, recipe.spec.data.seed)
     except ValueError as exc:

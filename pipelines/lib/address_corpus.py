@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipelines.lib import data_version
+from pipelines.lib import pypi
 
 PACKAGE = "usaddress==0.5.16"
 MEMBER = "usaddress-0.5.16/training/labeled.xml"
@@ -62,7 +62,7 @@ def write_jsonl(rows: Iterator[dict], path: Path) -> int:
 def import_address_corpus(out_file: Path) -> int:
     """Download, convert and write the corpus; returns the number of rows."""
     with tempfile.TemporaryDirectory() as tmp:
-        xml_bytes = read_labeled_xml(data_version.download_sdist(PACKAGE, Path(tmp)))
+        xml_bytes = read_labeled_xml(pypi.download(PACKAGE, Path(tmp), sdist=True))
     count = write_jsonl(parse_addresses(xml_bytes), out_file)
     (out_file.parent / "SOURCE.txt").write_text(f"{LICENSE_NOTE}\n{count} rows\n")
     return count

@@ -68,7 +68,7 @@ RECIPE_PARTS: dict[str, tuple[str, ...]] = {
     "split": ("data",),
     "training_set": (
         "train.method",
-        "train.dpo",
+        "train.dpo.pairs",
         "train.distill",
         "train.rehearsal",
         "eval.task",

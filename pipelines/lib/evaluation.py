@@ -28,6 +28,8 @@ from pipelines.recipe import EvalSection
 BASE, TUNED, CHAMPION, TEACHER = "base", "tuned", "champion", "teacher"  # worker model names
 CANDIDATES = ("baseline", "few_shot", "tuned", "champion", "teacher")
 PROBE_MAX_NEW_TOKENS = 24
+# Candidate metrics that measure the machine, not the model: reported, never hashed.
+MACHINE_METRICS = ("new_tokens_per_s",)
 
 
 def _question(messages: list[dict]) -> list[dict]:

@@ -35,10 +35,10 @@ from pipelines.lib.aliases import (
     registered_model_exists,
     version_with_alias,
 )
+from pipelines.lib.evaluation import MACHINE_METRICS
 
 LOGGED_MODEL_NAME = "chat_model"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # Run tags copied onto a version (lineage); long or run-specific ones are left out.
 SKIPPED_RUN_TAGS = ("rung.verdict_reasons",)
 
@@ -88,8 +88,13 @@ def find_version(client: Any, name: str, run_id: str) -> Any | None:
 
 
 def evaluation_sha256(report: dict[str, Any]) -> str:
-    """Content hash of what an evaluation measured (its timings left out)."""
+    """Content hash of what an evaluation measured about the models (timings and
+    throughput left out: they change with the machine's load, not with the model)."""
     measured = {k: v for k, v in report.items() if k != "timings"}
+    measured["candidates"] = {
+        name: {m: v for m, v in scores.items() if m not in MACHINE_METRICS}
+        for name, scores in report.get("candidates", {}).items()
+    }
     return hashlib.sha256(json.dumps(measured, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -152,8 +157,7 @@ def _stage(
     pointer.write_text(
         json.dumps(
             {
-                **{k: base_model[k] for k in ("id", "path", "sha256")},
-                "weights": _weight_files(Path(base_model["path"])),
+                **{k: base_model[k] for k in ("id", "path", "sha256", "weights")},
             },
             indent=1,
         )
@@ -168,17 +172,6 @@ def _stage(
                     shutil.copy2(file, target / file.name)
         artifacts[name] = str(target)
     return artifacts
-
-
-def _weight_files(folder: Path) -> dict[str, str]:
-    """sha256 of each weight file of the base model (what the loaded model checks)."""
-    digests = {}
-    for file in sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES):
-        with file.open("rb") as handle:
-            digests[file.name] = hashlib.file_digest(handle, "sha256").hexdigest()
-    if not digests:
-        raise RegistryError(f"base model {folder}: no weight files to record")
-    return digests
 
 
 def _requirements(run_tags: dict[str, str]) -> list[str]:

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipelines.lib import data_version
+from pipelines.lib import pypi
 
 PACKAGE = "vaderSentiment==3.3.2"
 INNER_ARCHIVE = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
@@ -80,7 +80,7 @@ def write_csv(rows: Iterator[dict[str, str]], path: Path) -> int:
 def import_sentiment_corpus(out_file: Path) -> int:
     """Download, convert and write the corpus; returns the number of rows."""
     with tempfile.TemporaryDirectory() as tmp:
-        raw = read_ground_truth(data_version.download_sdist(PACKAGE, Path(tmp)))
+        raw = read_ground_truth(pypi.download(PACKAGE, Path(tmp), sdist=True))
     count = write_csv(parse_snippets(raw), out_file)
     (out_file.parent / "SOURCE.txt").write_text(f"{LICENSE_NOTE}\n{count} rows\n")
     return count

@@ -14,8 +14,6 @@ from typing import Any
 
 from axolotl.integrations.base import BasePlugin
 
-PLUGIN = "pipelines.worker.axolotl_seed.SeedPlugin"
-
 
 class SeedPlugin(BasePlugin):
     def _seed(self, cfg: Any) -> None:
