@@ -15,6 +15,7 @@ from pipelines.lib.training_set import (
     preference_records,
     rehearsal_prompts,
     rehearsal_records,
+    within_length,
 )
 from pipelines.recipe import DistillSection, TrainSection
 
@@ -221,3 +222,26 @@ def test_rehearsal_rows_are_the_base_models_answers_without_the_task_prompt():
         {"role": "assistant", "content": "Glad you liked it!"},
     ]
     assert record["provenance"] == {"model": "base"}
+
+
+def test_rehearsal_rows_over_the_sequence_length_are_dropped_not_truncated():
+    from pipelines.lib.base_model import embedded_model_dir
+    from pipelines.lib.token_length import ChatTokenCounter
+
+    count = ChatTokenCounter(embedded_model_dir()).count
+    short = {
+        "id": "s",
+        "messages": [
+            {"role": "user", "content": "Hi."},
+            {"role": "assistant", "content": "Hello!"},
+        ],
+    }
+    long = {
+        "id": "l",
+        "messages": [
+            {"role": "user", "content": "word " * 300},
+            {"role": "assistant", "content": "ok"},
+        ],
+    }
+    kept = within_length([short, long], count, sequence_len=256)
+    assert kept == [short]  # the long row is gone, the short one untouched

