@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY=true
 export DVC_NO_ANALYTICS=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: demo test setup envs model data ui mlflow lint lock clean-state bench-data bench-generation serve bench-cache bench-qlora
+.PHONY: demo test setup envs model data ui mlflow lint lock clean-state bench-data bench-generation serve bench-cache bench-qlora bench-frontier bench-monitor bench-serving docs screenshots
 
 demo: setup
 	$(RUNG) run $(DEMO_RECIPE)
@@ -23,10 +23,11 @@ setup: envs model data
 
 envs: $(VENV)/.built $(TRAIN_VENV)/.built
 
-# Rebuilt only when its lock (or the project metadata) changes.
-$(VENV)/.built: requirements/orchestrator.lock pyproject.toml
+# Rebuilt only when its locks (or the project metadata) change; dev.lock adds the test
+# and lint tools on top of orchestrator.lock.
+$(VENV)/.built: requirements/orchestrator.lock requirements/dev.lock pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -r requirements/orchestrator.lock
+	$(VENV)/bin/pip install --quiet -r requirements/orchestrator.lock -r requirements/dev.lock
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
@@ -65,10 +66,11 @@ lint: envs
 lock:
 	bash requirements/lock.sh orchestrator
 	bash requirements/lock.sh trainer
+	bash requirements/lock.sh dev
 
 # Forget experiments (MLflow store, Dagster runs, run outputs); keeps data and models.
 clean-state:
-	rm -rf mlruns/mlflow.db mlruns/artifacts .dagster runs reproductions
+	rm -rf mlruns/mlflow.db mlruns/artifacts .dagster runs reproductions traffic
 
 # The data-stage benchmark: 1M synthetic chat rows, rung vs the naive baseline (~5 min).
 bench-data: envs
@@ -86,3 +88,25 @@ bench-cache: setup
 # QLoRA vs LoRA training throughput and GPU memory; needs a CUDA GPU.
 bench-qlora: setup
 	$(VENV)/bin/python benchmarks/qlora_gpu.py
+
+# Regenerate docs/recipes.md, the recipe reference, from the schema in pipelines/recipe/.
+docs: envs
+	$(RUNG) docs
+
+# Regenerate the README's screenshots (docs/img/*.png) from the browser tests, which
+# start the real Dagster and MLflow UIs and run a tiny training (~10 min on 2 cores).
+screenshots: setup
+	RUNG_README_SCREENSHOTS=1 $(VENV)/bin/pytest tests/test_browser.py $(PYTEST_ARGS)
+
+# The forgetting frontier of the demo: task score vs probes lost for a few training
+# settings, gate and probes untouched (~40 min on 2 cores: four trainings).
+bench-frontier: setup
+	$(VENV)/bin/python benchmarks/forgetting_frontier.py
+
+# Drift monitor: false-alarm rate on in-distribution traffic, detection on two shifts (~1 min).
+bench-monitor: setup
+	$(VENV)/bin/python benchmarks/monitor.py
+
+# Serving: 1 vs 4 adapters in one process vs one process per adapter (~5 min).
+bench-serving: setup
+	$(TRAIN_VENV)/bin/python benchmarks/serving.py

@@ -1,14 +1,18 @@
 """The Dagster code location: loads definitions only."""
 
+import warnings
+
 import dagster as dg
 
-from pipelines.defs import assets, checks, evaluation, training_set
-from pipelines.defs.common import recipe_partitions
+from pipelines import defs
+from pipelines.defs.partitions import recipe_partitions
 from pipelines.defs.resources import pipes_subprocess_client
 from pipelines.lib.offline import apply_offline_env
 
 apply_offline_env()
-ASSET_MODULES = [assets, training_set, evaluation]
+# rung uses a few beta/preview Dagster APIs on purpose; the warning on every run is noise.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 fine_tune_job = dg.define_asset_job(
     "fine_tune",
@@ -20,8 +24,8 @@ fine_tune_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(ASSET_MODULES),
-    asset_checks=dg.load_asset_checks_from_modules([*ASSET_MODULES, checks]),
+    assets=dg.load_assets_from_package_module(defs),
+    asset_checks=dg.load_asset_checks_from_package_module(defs),
     jobs=[fine_tune_job],
     resources={"pipes_subprocess_client": pipes_subprocess_client()},
 )

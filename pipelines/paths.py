@@ -19,6 +19,8 @@ DATA_DIR = REPO_ROOT / "data"
 DATA_DVC_FILE = REPO_ROOT / "data.dvc"
 ADDRESS_CORPUS = DATA_DIR / "address" / "addresses.jsonl"
 SENTIMENT_CORPUS = DATA_DIR / "sentiment" / "movie_reviews.csv"
+KNOWLEDGE_CORPUS = DATA_DIR / "knowledge" / "countries.jsonl"  # retrieval passages
+KNOWLEDGE_QUESTIONS = DATA_DIR / "knowledge" / "questions.jsonl"  # their questions
 TRAINER_PYTHON = REPO_ROOT / ".venv-train" / "bin" / "python"
 TRAINER_MLFLOW = REPO_ROOT / ".venv-train" / "bin" / "mlflow"
 # The registered model's code (MLflow "models from code"; runs in the trainer env).
@@ -77,6 +79,11 @@ def asset_cache_dir() -> Path:
 def reproductions_dir() -> Path:
     """`rung reproduce` workspaces: the restored recipe and raw data version of a run."""
     return state_dir() / "reproductions"
+
+
+def traffic_dir() -> Path:
+    """What `rung serve` answered: one JSONL log per served model (`rung monitor` reads it)."""
+    return state_dir() / "traffic"
 
 
 def models_cache_dir() -> Path:

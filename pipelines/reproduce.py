@@ -59,24 +59,27 @@ def reproduce(target: str) -> Reproduction:
 
 
 def _child(recipe_file: str, original_run_id: str, result_file: str) -> int:
-    from pipelines.launch import ASSETS, CACHE_TAG, REPRODUCES_TAG, run_recipe
+    from pipelines.launch import job_assets, run_recipe
     from pipelines.lib.offline import apply_offline_env
     from pipelines.recipe import load_recipe
+    from pipelines.run_tags import CACHE_TAG, REPRODUCES_TAG
 
     apply_offline_env()
     recipe = load_recipe(recipe_file)
     outcome = run_recipe(
         recipe,
         tags={REPRODUCES_TAG: original_run_id, CACHE_TAG: "off"},
-        assets=[name for name in ASSETS if name != "registered_adapter"],
+        # a reproduction re-runs and compares; it never registers anything
+        assets=[a for a in job_assets() if a not in ("registered_adapter", "registered_prompt")],
     )
-    training = outcome.outputs.get("training_run") or {}
+    # the MLflow run of the re-run: the training's, or the cheap rungs' when it stopped early
+    tracked = outcome.outputs.get("training_run") or outcome.outputs.get("cheap_rungs")
     Path(result_file).write_text(
         json.dumps(
             {
                 "dagster_run_id": outcome.dagster_run_id,
                 "completed": outcome.completed,
-                "mlflow_run_id": training.get("mlflow_run_id"),
+                "mlflow_run_id": tracked.mlflow_run_id if tracked else None,
                 "verdict": outcome.verdict,
             }
         )

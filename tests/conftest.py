@@ -17,6 +17,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="rung-tests-"))
 RECIPES_DIR = _SESSION_DIR / "recipes"
 BROKEN_MODEL_DIR = _SESSION_DIR / "broken-model"
+# A stand-in LoRA teacher (its weights are never loaded: the slice tests answer for it).
+STAND_IN_ADAPTER_DIR = _SESSION_DIR / "stand-in-adapter"
 
 
 def _prepare_recipes() -> None:
@@ -33,6 +35,17 @@ def _prepare_recipes() -> None:
     tiny = (RECIPES_DIR / "address-tiny.yaml").read_text()
     (RECIPES_DIR / "address-broken-model.yaml").write_text(
         tiny + f"model:\n  base_model: {BROKEN_MODEL_DIR}\n"
+    )
+    STAND_IN_ADAPTER_DIR.mkdir()
+    (STAND_IN_ADAPTER_DIR / "adapter_config.json").write_text('{"r": 8}')
+    (STAND_IN_ADAPTER_DIR / "adapter_model.safetensors").write_bytes(b"stand-in weights")
+    dpo = (RECIPES_DIR / "address-dpo-tiny.yaml").read_text()
+    (RECIPES_DIR / "address-distill-stand-in.yaml").write_text(
+        dpo.replace(
+            "  method: dpo\n  dpo: {sft_weight: 1.0}\n",
+            "  method: distill\n"
+            f"  distill: {{teacher: {STAND_IN_ADAPTER_DIR}, max_new_tokens: 48}}\n",
+        )
     )
 
 

@@ -38,3 +38,22 @@ def test_unknown_models_and_adapters_are_refused_with_what_to_do(tmp_path):
         resolve_base_model(str(tmp_path))
     with pytest.raises(BaseModelError, match="neither a LoRA adapter folder"):
         resolve_adapter(str(tmp_path))
+
+
+def test_a_hub_id_resolves_to_the_cached_main_revision(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--acme--tiny"
+    main, other = "a" * 40, "b" * 40
+    for commit, weights in ((main, b"main weights"), (other, b"a newer, other revision")):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+        (repo / "snapshots" / commit / "model.safetensors").write_bytes(weights)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(main)
+    model = resolve_base_model("acme/tiny")
+    assert model.path == repo / "snapshots" / main  # what refs/main names, not the newest folder
+    assert model.sha256 == hashlib.sha256(b"main weights").hexdigest()
+    with pytest.raises(BaseModelError, match="unknown base model 'acme/other'"):
+        resolve_base_model("acme/other")

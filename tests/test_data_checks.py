@@ -1,5 +1,11 @@
+import json
+
+import pytest
+
+from pipelines import paths
 from pipelines.lib import data_checks
 from pipelines.lib.conversations import Conversation
+from pipelines.lib.probes import all_probes
 from pipelines.recipe import BalanceSection, DedupeSection
 
 DEDUPE = DedupeSection()
@@ -87,3 +93,33 @@ def test_heldout_size_minimum():
     assert data_checks.heldout_size(5, 5).passed
     small = data_checks.heldout_size(4, 5)
     assert not small.passed and "raise data.heldout_fraction" in small.description
+
+
+PROBES = all_probes()
+
+
+def test_probes_disjoint_fails_on_a_training_row_that_gives_a_probe_away():
+    probe = next(p for p in PROBES if p.id == "capital-FR")
+    planted = TRAIN + [row(probe.question, f"The capital is {probe.expected}.")]
+    outcome = data_checks.probes_disjoint(planted, PROBES)
+    assert not outcome.passed and outcome.severity == "ERROR"
+    assert outcome.metadata["overlapping_probes"] == 1
+    assert outcome.metadata["probe_ids"] == "capital-FR"
+    assert "capital of France" in outcome.metadata["examples"]
+    assert outcome.description.startswith(f"1 of {len(PROBES)} forgetting probes")
+
+
+def test_probes_disjoint_reads_every_turn_and_a_pair_answer():
+    prompt = {**row("Which word is the opposite of hot, please?", "x"), "chosen": "cold"}
+    assert not data_checks.probes_disjoint([prompt], PROBES).passed
+    assert data_checks.probes_disjoint(TRAIN, PROBES).passed
+    assert data_checks.probes_disjoint(TRAIN, []).passed  # eval.probes: false
+
+
+@pytest.mark.skipif(not paths.ADDRESS_CORPUS.exists(), reason="address corpus not set up")
+def test_probes_disjoint_passes_on_the_address_corpus():
+    records = [json.loads(line) for line in paths.ADDRESS_CORPUS.open()]
+    rows = [row(r["address"], json.dumps(r["fields"])) for r in records]
+    outcome = data_checks.probes_disjoint(rows, PROBES)
+    assert outcome.passed, outcome.metadata["examples"]
+    assert outcome.metadata["rows"] == len(records) > 1000

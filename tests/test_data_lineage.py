@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from pipelines.lib import dataset, tracking
+from pipelines.lib.asset_values import Split
 from pipelines.lib.data_card import build_data_card
 from pipelines.lib.data_lineage import log_data_lineage
 
@@ -29,6 +30,13 @@ def test_datasets_card_and_hashes_are_logged(tmp_path):
         notes=[],
     )
     split["data_card"] = str(card.files[0])
+    split = Split(
+        recipe_id="demo",
+        train_rows=1,
+        heldout_rows=1,
+        data_card_embedded=str(tmp_path / "embedded.md"),
+        **split,
+    )
     assert "data:image/png;base64," in card.embedded and "![labels](labels.png)" in card.markdown
 
     run_id = tracking.start_run("demo", "dagster-run-lineage", {})
@@ -37,13 +45,14 @@ def test_datasets_card_and_hashes_are_logged(tmp_path):
 
     run = client.get_run(run_id)
     datasets = {d.dataset.name: d for d in run.inputs.dataset_inputs}
-    assert datasets["train"].dataset.digest == split["train_sha256"][:32]
-    assert datasets["heldout"].dataset.digest == split["heldout_sha256"][:32]
+    assert datasets["train"].dataset.digest == split.train_sha256[:32]
+    assert datasets["heldout"].dataset.digest == split.heldout_sha256[:32]
     assert [t.value for t in datasets["heldout"].tags] == ["evaluation"]
     assert run.data.tags["rung.cleaned_sha256"] == "c" * 64
     listed = {a.path for a in client.list_artifacts(run_id, "data_card")}
     assert listed == {
         "data_card/data_card.md",
+        "data_card/data_card.html",
         "data_card/lengths.png",
         "data_card/drops.png",
         "data_card/labels.png",

@@ -60,7 +60,7 @@ def test_labelled_data_stages_pass_their_checks_and_show_a_data_card():
     }
     assert all(c.passed for c in checks.values())
     split = result.output_for_node("split")
-    assert split["label_field"] == "team" and split["heldout_rows"] >= 3
+    assert split.label_field == "team" and split.heldout_rows >= 3
     event = instance.get_latest_materialization_event(dg.AssetKey("split"))
     card = event.asset_materialization.metadata["data_card"].value
     assert card.startswith("# Data card: tickets-labelled")

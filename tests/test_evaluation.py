@@ -3,7 +3,7 @@ import json
 import pandas as pd
 
 from pipelines.lib import evaluation
-from pipelines.lib.probes import Probe, all_probes
+from pipelines.lib.probes import Probe
 from pipelines.recipe import EvalSection
 
 SYSTEM = {"role": "system", "content": "Extract."}
@@ -38,8 +38,17 @@ PROBES = [
 CFG = EvalSection(task="extraction", few_shot_k=2, train_sample_rows=3)
 
 
+def _all_requests(probes, with_champion, contexts=None):
+    """The cheap rungs' requests (before training) and the tune's (after), together."""
+    return evaluation.build_cheap_requests(
+        HELDOUT, TRAIN, CFG, 0, probes, contexts
+    ) + evaluation.build_tuned_requests(
+        HELDOUT, TRAIN, CFG, 0, probes, with_champion=with_champion, contexts=contexts
+    )
+
+
 def test_every_candidate_answers_the_same_heldout_rows():
-    requests = evaluation.build_requests(HELDOUT, TRAIN, CFG, 0, PROBES, with_champion=True)
+    requests = _all_requests(PROBES, with_champion=True)
     keys = {r["key"] for r in requests}
     for candidate in ("baseline", "few_shot", "tuned", "champion"):
         assert {f"{candidate}|heldout|h1", f"{candidate}|heldout|h2"} <= keys
@@ -51,12 +60,26 @@ def test_every_candidate_answers_the_same_heldout_rows():
 
 
 def test_few_shot_prompt_puts_examples_before_the_question():
-    requests = evaluation.build_requests(HELDOUT, TRAIN, CFG, 0, [], with_champion=False)
+    requests = _all_requests([], with_champion=False)
     few = next(r for r in requests if r["key"] == "few_shot|heldout|h1")["messages"]
     assert [m["role"] for m in few] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert few[-1]["content"] == "5 Oak Avenue Springfield"
     shot_users = {m["content"] for m in few[1:-1] if m["role"] == "user"}
     assert shot_users <= set(TRAIN["messages"].map(lambda m: m[1]["content"]))
+
+
+def test_the_base_model_is_asked_before_training_and_the_adapters_after():
+    contexts = {key: [{"role": "user", "content": f"ctx {key}"}] for key in HELDOUT["id"]}
+    cheap = evaluation.build_cheap_requests(HELDOUT, TRAIN, CFG, 0, PROBES, contexts)
+    tuned = evaluation.build_tuned_requests(
+        HELDOUT, TRAIN, CFG, 0, PROBES, with_champion=False, contexts=contexts
+    )
+    assert {r["model"] for r in cheap} == {"base"} and "base" not in {r["model"] for r in tuned}
+    by_key = {r["key"]: r for r in cheap + tuned}
+    assert by_key["retrieval|heldout|h1"]["messages"] == contexts["h1"]
+    assert by_key["tuned_retrieval|heldout|h1"]["messages"] == contexts["h1"]
+    assert by_key["tuned_retrieval|heldout|h1"]["model"] == "tuned"
+    assert {r["key"].split("|")[0] for r in cheap} == {"baseline", "few_shot", "retrieval"}
 
 
 def test_similar_selection_picks_the_nearest_training_rows():
@@ -95,6 +118,7 @@ def test_score_ships_a_tune_that_beats_the_ladder():
     assert report["candidates"]["baseline"]["heldout_loss"] == 2.0
     assert report["best_cheaper_rung"] in ("baseline", "few_shot")
     assert report["overfit_gap"] == 0.0 and report["regressions"] == []
+    assert report["forgetting"]["regressions"] == 0 and report["forgetting"]["mcnemar_p"] == 1.0
     assert report["verdict"]["label"] == "SHIP"
     assert set(result.predictions["set"]) == {"heldout", "train", "probe"}
     # Same inputs, same report: the evaluation is deterministic.
@@ -108,6 +132,24 @@ def test_score_refuses_a_tune_that_forgets():
     result = evaluation.score(HELDOUT, TRAIN, CFG, 0, PROBES, _answers(True, True), {}, {})
     assert result.report["regressions"] == ["p1"]
     assert result.report["verdict"]["label"] == "NO-SHIP"
+    forgetting = result.report["forgetting"]
+    assert {k: forgetting[k] for k in ("regressions", "gains", "baseline_right")} == {
+        "regressions": 1,
+        "gains": 0,
+        "baseline_right": 2,
+    }
+    assert forgetting["regression_rate"] == 0.5 and forgetting["mcnemar_p"] == 1.0
+    assert forgetting["by_skill"]["arithmetic"]["regressions"] == 1
+    assert forgetting["by_skill"]["instructions"]["regressions"] == 0
+    regressions_reason = result.report["verdict"]["reasons"][2]
+    assert regressions_reason.startswith("FAIL regressions: 1")
+    assert "McNemar exact p = 1" in regressions_reason
+
+
+def test_score_without_probes_reports_no_forgetting():
+    result = evaluation.score(HELDOUT, TRAIN, CFG, 0, [], _answers(True, False), {}, {})
+    assert result.report["forgetting"] is None and result.report["probe_count"] == 0
+    assert result.report["verdict"]["label"] == "SHIP"
 
 
 def test_score_refuses_a_tune_that_does_not_beat_few_shot():
@@ -115,29 +157,22 @@ def test_score_refuses_a_tune_that_does_not_beat_few_shot():
     assert result.report["verdict"]["label"] == "NO-SHIP"
 
 
-def test_probes_are_fixed_and_check_answers():
-    probes = all_probes()
-    assert len(probes) == len({p.id for p in probes}) >= 30
-    assert [p.id for p in probes] == [p.id for p in all_probes()]
-    capital = next(p for p in probes if p.skill == "capitals")
-    assert capital.passed(f"The capital is {capital.expected}.")
-    assert not capital.passed("I do not know.")
-    add = Probe("a", "arithmetic", "2+3?", "5", "contains")
-    assert add.passed("5") and add.passed("The answer is 5.") and not add.passed("15")
-    yes = Probe("y", "instructions", "Say YES", "YES", "exact")
-    assert yes.passed("YES.") and not yes.passed("yes") and not yes.passed("YES, sure")
-
-
 def test_run_summary_says_what_the_trainer_learned_from():
-    from pipelines.lib.report import run_summary
+    from types import SimpleNamespace as Value
+
+    from pipelines.lib.run_summary import run_summary
 
     outputs = {
-        "split": {"train_rows": 312, "heldout_rows": 48},
-        "training_set": {"rows": 412, "method": "sft", "rehearsal_rows": 100},
-        "training_run": {"steps": 103, "adapter_dir": "/runs/x/out", "mlflow_run_id": "abc"},
+        "split": Value(train_rows=312, heldout_rows=48),
+        "training_set": Value(rows=412, method="sft", rehearsal_rows=100),
+        "training_run": Value(
+            steps=103, adapter_dir="/runs/x/out", mlflow_run_id="abc", final_train_loss=0.2
+        ),
+        "evaluation": None,
     }
-    text = run_summary("r", "d", outputs)
+    text = run_summary("r", "d", outputs, ["cleaned_data"])
     assert "312 / 48" in text and "412 rows (sft, 100 of them rehearsal)" in text
-    assert "not registered (/runs/x/out)" in text
-    outputs["training_set"] = {"rows": 30, "method": "dpo"}
+    assert "not registered: the run stopped (/runs/x/out)" in text
+    assert "reused from cache      cleaned_data" in text
+    outputs["training_set"] = Value(rows=30, method="dpo", rehearsal_rows=0)
     assert "30 rows (dpo)" in run_summary("r", "d", outputs)

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from pipelines.lib import metrics
@@ -75,6 +76,27 @@ def test_free_text_metrics():
     assert 0.0 < result["chrf"] < 1.0 and result["rouge_l"] == pytest.approx(0.5)
 
 
+def test_free_text_scores_answers_in_any_script():
+    scorer = metrics.FreeTextScorer()
+    references = ["東京は日本の首都です", "Столица России — Москва", "भारत की राजधानी दिल्ली है"]
+    identical = scorer.row_stats(references, references)
+    assert identical[:, 0] == pytest.approx([1.0, 1.0, 1.0])
+    wrong = scorer.row_stats(
+        ["大阪は日本の都市です", "Столица Франции — Париж", "नेपाल की राजधानी काठमांडू है"],
+        references,
+    )
+    assert all(0.0 < score < 1.0 for score in wrong[:, 0])  # partial credit, not all-or-nothing
+    unrelated = scorer.row_stats(["猫", "кошка", "बिल्ली"], references)
+    assert unrelated[:, 0] == pytest.approx([0.0, 0.0, 0.0])
+
+
+def test_unicode_tokens_casefold_and_split_unspaced_scripts():
+    tokenizer = metrics.UnicodeWordTokenizer()
+    assert tokenizer.tokenize("Москва, МОСКВА!") == ["москва", "москва"]
+    assert tokenizer.tokenize("東京abc") == ["東", "京", "abc"]
+    assert tokenizer.tokenize("ＡＢＣ１") == ["abc1"]  # NFKC folds full-width forms
+
+
 def test_paired_bootstrap_brackets_the_observed_difference():
     scorer = metrics.ClassificationScorer(labels=("no", "yes"))
     references = ["yes", "no"] * 30
@@ -101,6 +123,46 @@ def test_bootstrap_is_deterministic_and_needs_paired_rows():
         metrics.scorer_for("poetry")
 
 
+class MeanScorer:
+    """Hand-made per-row scores; the metric is their mean."""
+
+    primary = "score"
+    higher_is_better = True
+
+    def aggregate(self, stats: np.ndarray, indices: np.ndarray | None = None) -> dict:
+        return {"score": float((stats if indices is None else stats[indices]).mean())}
+
+
+def test_bca_interval_of_a_clear_paired_improvement_lies_above_zero():
+    rng = np.random.default_rng(7)
+    worse = rng.uniform(0.2, 0.8, 200)  # rows differ a lot ...
+    better = worse + rng.normal(0.1, 0.05, 200)  # ... the paired gain much less
+    interval = metrics.paired_bootstrap(MeanScorer(), better, worse, "score", resamples=2000)
+    assert interval.mean == pytest.approx(float(np.mean(better - worse)))
+    assert 0 < interval.low < interval.mean < interval.high
+    # resampling the same rows for both cancels the row-to-row spread (sd 0.17)
+    assert interval.high - interval.low < 0.03
+
+
+def test_degenerate_bootstrap_gives_the_difference_itself():
+    scores = np.array([0.0, 0.5, 1.0, 0.5, 0.0, 1.0])
+    same = metrics.paired_bootstrap(MeanScorer(), scores, scores, "score", resamples=200)
+    assert same == metrics.Interval(0.0, 0.0, 0.0)
+    shifted = metrics.paired_bootstrap(MeanScorer(), scores + 0.25, scores, "score")
+    assert shifted.mean == pytest.approx(0.25)
+    assert shifted.low == pytest.approx(0.25) and shifted.high == pytest.approx(0.25)
+    one_row = metrics.paired_bootstrap(MeanScorer(), scores[:1] + 1, scores[:1], "score")
+    assert one_row == metrics.Interval(1.0, 1.0, 1.0)
+
+
+def test_bca_interval_is_deterministic_per_seed():
+    rng = np.random.default_rng(3)
+    a, b = rng.uniform(size=50), rng.uniform(size=50)
+    first = metrics.paired_bootstrap(MeanScorer(), a, b, "score", resamples=500, seed=1)
+    assert first == metrics.paired_bootstrap(MeanScorer(), a, b, "score", resamples=500, seed=1)
+    assert all(np.isfinite([first.low, first.high])) and first.low < first.mean < first.high
+
+
 def test_row_scores_and_win_rate():
     scorer = metrics.ExtractionScorer()
     perfect = scorer.row_stats([GOLD, GOLD], [GOLD, GOLD])
@@ -110,3 +172,16 @@ def test_row_scores_and_win_rate():
     assert metrics.win_rate(scorer, half, perfect) == pytest.approx(0.25)
     labels = metrics.ClassificationScorer(labels=("no", "yes"))
     assert list(labels.row_scores(labels.row_stats(["yes", "no"], ["yes", "yes"]))) == [1.0, 0.0]
+
+
+def test_short_answers_match_exactly_after_normalization_and_leniently_as_words():
+    from pipelines.lib.metrics import ShortAnswerScorer, scorer_for
+
+    scorer = scorer_for("short_answer")
+    assert isinstance(scorer, ShortAnswerScorer)
+    predictions = ["btn", "The code is BTN.", ".bt", "+976", '"Asia".', "Asian", "bt"]
+    references = ["BTN", "BTN", ".bt", "+975", "Asia", "Asia", ".bt"]
+    stats = scorer.row_stats(predictions, references)
+    assert stats[:, 0].tolist() == [1, 0, 1, 0, 1, 0, 0]  # exact: case, quotes, '.' at the end
+    assert stats[:, 1].tolist() == [1, 1, 1, 0, 1, 0, 0]  # contained as whole words only
+    assert scorer.aggregate(stats) == {"exact_match": 3 / 7, "contains_answer": 4 / 7}

@@ -51,19 +51,19 @@ def _versions(client) -> list:
 def test_a_ship_verdict_registers_a_version_with_lineage_and_aliases(tiny_run):
     recipe, outcome = tiny_run
     registered = outcome.outputs["registered_adapter"]
-    assert registered["created"] and registered["model_uri"] == f"models:/{NAME}/1"
-    assert registered["aliases"] == ["challenger", "champion"]  # the first to pass the gate
+    assert registered.created and registered.model_uri == f"models:/{NAME}/1"
+    assert registered.aliases == ["challenger", "champion"]  # the first to pass the gate
 
     client = tracking.configure_mlflow()
     version = client.get_model_version(NAME, "1")
-    run_tags = client.get_run(outcome.outputs["training_run"]["mlflow_run_id"]).data.tags
-    tags, report = version.tags, outcome.outputs["evaluation"]["report"]
-    assert version.run_id == outcome.outputs["training_run"]["mlflow_run_id"]
+    run_tags = client.get_run(outcome.outputs["training_run"].mlflow_run_id).data.tags
+    tags, report = version.tags, outcome.outputs["evaluation"].report
+    assert version.run_id == outcome.outputs["training_run"].mlflow_run_id
     assert tags["rung.data_dvc_md5"] == data_version.recorded_md5()
     assert tags["rung.recipe_sha256"] == recipe.sha256
     assert tags["rung.git_commit"] == run_tags["rung.git_commit"]
     assert tags["rung.base_model"] == "smollm2-135m-instruct"
-    assert tags["rung.base_model_sha256"] == outcome.outputs["base_model"]["sha256"]
+    assert tags["rung.base_model_sha256"] == outcome.outputs["base_model"].sha256
     assert tags["rung.verdict"] == "SHIP" and tags["rung.primary_metric"] == "field_f1"
     assert float(tags["rung.metric.field_f1"]) == pytest.approx(
         report["candidates"]["tuned"]["field_f1"], abs=1e-6
@@ -89,7 +89,7 @@ def test_a_ship_verdict_registers_a_version_with_lineage_and_aliases(tiny_run):
         "MLmodel",
     } <= files
     pointer = json.loads(Path(local, "artifacts", "base_model.json").read_text())
-    assert pointer["sha256"] == outcome.outputs["base_model"]["sha256"]
+    assert pointer["sha256"] == outcome.outputs["base_model"].sha256
     moves = aliases.alias_history(NAME)
     assert [(m.alias, m.version, m.previous) for m in moves] == [
         ("challenger", "1", None),
@@ -135,12 +135,11 @@ def test_a_noop_rerun_recomputes_nothing_and_registers_no_second_version(tiny_ru
     for name in CACHED_ASSETS:
         assert cache[name].value == "reused", name
     assert not (paths.runs_dir() / recipe.id / again.dagster_run_id / "training_run").exists()
-    assert (
-        again.outputs["training_run"]["mlflow_run_id"]
-        == (first.outputs["training_run"]["mlflow_run_id"])
+    assert again.outputs["training_run"].mlflow_run_id == (
+        first.outputs["training_run"].mlflow_run_id
     )
     registered = again.outputs["registered_adapter"]
-    assert not registered["created"] and registered["version"] == "1"
+    assert not registered.created and registered.version == "1"
     assert len(_versions(tracking.configure_mlflow())) == 1
     assert seconds < 120, f"a no-op re-run took {seconds:.0f} s"
 
@@ -191,10 +190,10 @@ def test_the_champion_answers_a_rivals_heldout_rows_and_keeps_its_alias(tiny_run
     outcome = run_recipe(load_recipe(recipe_path("address-tiny-rival")))
     assert outcome.verdict == "NO-SHIP" and "registered_adapter" not in outcome.outputs
     evaluation = outcome.outputs["evaluation"]
-    assert evaluation["champion"]["version"] == "1"
-    assert 0.0 <= evaluation["champion"]["score"] <= 1.0
+    assert evaluation.champion["version"] == "1"
+    assert 0.0 <= evaluation.champion["score"] <= 1.0
     # the champion really answered the rival's held-out rows, the same rows as the tune
-    predictions = pd.read_parquet(Path(evaluation["report_file"]).parent / "predictions.parquet")
+    predictions = pd.read_parquet(Path(evaluation.predictions_file))
     heldout = predictions[predictions["set"] == "heldout"]
     asked = heldout.groupby("candidate")["id"].apply(frozenset)
     assert asked["champion"] == asked["tuned"] and len(asked["champion"]) > 0
@@ -206,7 +205,7 @@ def test_the_champion_answers_a_rivals_heldout_rows_and_keeps_its_alias(tiny_run
 
 def test_reproduce_gives_the_same_split_hashes_and_metrics(tiny_run):
     recipe, outcome = tiny_run
-    original = outcome.outputs["training_run"]["mlflow_run_id"]
+    original = outcome.outputs["training_run"].mlflow_run_id
     done = reproduce(f"models:/{NAME}@champion")
     print(format_comparison(done.comparison))
     assert done.original_run_id == original and done.reproduced_run_id not in (None, original)

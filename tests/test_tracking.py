@@ -33,3 +33,55 @@ def test_git_state_names_the_commit():
     state = tracking.git_state()
     assert set(state) == {"git_commit", "git_dirty"}
     assert state["git_dirty"] in {"true", "false", "unknown"}
+
+
+@pytest.fixture
+def fresh_store(tmp_path, monkeypatch):
+    """An empty MLflow sqlite store under tmp_path (rung's session store afterwards)."""
+    import mlflow
+
+    from pipelines import paths
+
+    session_uri = paths.mlflow_tracking_uri()
+    monkeypatch.setenv("RUNG_STATE_DIR", str(tmp_path))
+    yield tmp_path
+    mlflow.set_tracking_uri(session_uri)
+
+
+def test_many_params_metrics_and_tags_land_in_batches(fresh_store):
+    tags = {f"rung.tag{i}": str(i) for i in range(150)}
+    run_id = tracking.start_run("recipe-many", "dagster-5", tags)
+    client = tracking.configure_mlflow()
+    params = {f"recipe.p{i:03d}": i for i in range(250)}
+    tracking.log_params(client, run_id, params)
+    tracking.log_params(client, run_id, {"recipe.p000": "changed", "recipe.extra": "x" * 7000})
+    tracking.log_metrics(client, run_id, {f"eval.m{i:04d}": i / 10 for i in range(1200)}, step=3)
+    data = client.get_run(run_id).data
+    assert data.params == {
+        **{k: str(v) for k, v in params.items()},
+        "recipe.extra": "x" * 6000,  # MLflow's longest param value
+    }
+    assert len(data.metrics) == 1200 and data.metrics["eval.m1199"] == pytest.approx(119.9)
+    assert client.get_metric_history(run_id, "eval.m0007")[0].step == 3
+    assert {k: v for k, v in data.tags.items() if k.startswith("rung.tag")} == tags
+
+
+def test_the_experiment_opens_as_model_training_in_mlflow(fresh_store):
+    import mlflow
+
+    from pipelines import paths
+
+    # an experiment made before rung marked its kind gets the tag too
+    (fresh_store / "mlruns").mkdir()
+    mlflow.set_tracking_uri(paths.mlflow_tracking_uri())
+    mlflow.MlflowClient().create_experiment(tracking.EXPERIMENT)
+    for _ in range(2):  # idempotent
+        client = tracking.configure_mlflow()
+        experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_a_new_experiment_is_created_as_model_training(fresh_store):
+    experiment = tracking.configure_mlflow().get_experiment_by_name(tracking.EXPERIMENT)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.artifact_location.endswith("mlruns/artifacts")

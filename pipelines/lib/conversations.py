@@ -215,10 +215,11 @@ def to_conversation(record: dict[str, Any], data: DataSection) -> Conversation:
     return Conversation(tuple(messages), chosen, rejected)
 
 
-def raw_label(record: dict[str, Any], field: str) -> str:
-    """A class label as text; numbers and booleans are accepted and written as text."""
+def raw_label(record: dict[str, Any], field: str, key: str = "data.label_field") -> str:
+    """A class label (or another short value, named by recipe `key`) as text; numbers and
+    booleans are accepted and written as text."""
     if field not in record or record[field] is None or record[field] == "":
-        raise RowRejected(f"missing field: '{field}' (data.label_field)")
+        raise RowRejected(f"missing field: '{field}' ({key})")
     value = record[field]
     if isinstance(value, bool | int | float | str):
         return normalize_text(str(value))

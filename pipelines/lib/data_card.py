@@ -1,7 +1,9 @@
 """The data card of a run: what went in, what was dropped and why, what training sees.
 
-Written as markdown with PNG plots beside it (for MLflow and people), and as
-one markdown string with the plots embedded (Dagster has no image metadata).
+Written as markdown with PNG plots beside it (for people and tools that follow
+relative links), as one markdown string with the plots embedded (Dagster has no
+image metadata), and as one HTML page with the plots embedded: MLflow's artifact
+viewer shows no image of a markdown file, but renders an HTML artifact whole.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.lib.report import html_page
+
 PLOTS = ("lengths", "labels", "drops")
 
 
@@ -20,7 +24,7 @@ PLOTS = ("lengths", "labels", "drops")
 class DataCard:
     markdown: str  # images linked as files beside it
     embedded: str  # images inlined (Dagster metadata)
-    files: list[Path]  # the card and its plots
+    files: list[Path]  # the card, its plots, and the card as one HTML page
 
 
 def _figure_png(draw) -> bytes:
@@ -157,4 +161,6 @@ def build_data_card(
     )
     (folder / "data_card.md").write_text(markdown)
     files.insert(0, folder / "data_card.md")
+    (folder / "data_card.html").write_text(html_page(embedded, f"Data card: {recipe_id}"))
+    files.append(folder / "data_card.html")
     return DataCard(markdown, embedded, files)

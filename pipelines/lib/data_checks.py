@@ -17,6 +17,7 @@ import numpy as np
 from pipelines.lib import near_duplicates
 from pipelines.lib.conversations import Conversation, RowRejected, check_turns
 from pipelines.lib.dataset import row_signatures
+from pipelines.lib.probes import Probe, find_probe_overlaps
 from pipelines.lib.splitting import class_shares
 from pipelines.recipe import BalanceSection, DedupeSection
 
@@ -185,4 +186,36 @@ def heldout_size(heldout_rows: int, minimum: int) -> CheckOutcome:
             + ")"
         ),
         metadata={"heldout_rows": heldout_rows, "min_heldout_rows": minimum},
+    )
+
+
+def _training_text(row: dict[str, Any]) -> str:
+    """Everything the trainer sees of a row: every turn, and a pair's two answers."""
+    texts = [m["content"] for m in row.get("messages", []) if isinstance(m.get("content"), str)]
+    texts += [row[k] for k in ("chosen", "rejected") if isinstance(row.get(k), str)]
+    return "\n".join(texts)
+
+
+def probes_disjoint(rows: list[dict[str, Any]], probes: list[Probe]) -> CheckOutcome:
+    """No training or rehearsal row gives a forgetting probe away (lib/probes.py
+    `probe_overlap`: its question, or its subject together with its answer), or the
+    regressions count would measure what the tune was shown, not what it kept."""
+    found = find_probe_overlaps(probes, (_training_text(r) for r in rows))
+    examples = [
+        f"{probe_id} ~ row {rows[i].get('id')}: {' '.join(_training_text(rows[i]).split())[:80]!r}"
+        for probe_id, i in list(found.items())[:EXAMPLES]
+    ]
+    return CheckOutcome(
+        passed=not found,
+        description=(
+            f"{len(found)} of {len(probes)} forgetting probes appear in the {len(rows)} "
+            "training rows" + ("; drop those rows, or set eval.probes: false" if found else "")
+        ),
+        metadata={
+            "probes": len(probes),
+            "rows": len(rows),
+            "overlapping_probes": len(found),
+            "probe_ids": ", ".join(found) or "none",
+            "examples": "\n".join(examples) or "none",
+        },
     )

@@ -63,9 +63,12 @@ def recorded_md5(dvc_file: Path = paths.DATA_DVC_FILE) -> str:
 
 
 def workspace_matches_dvc() -> bool:
-    """True when data/ holds exactly the version data.dvc records."""
-    status = json.loads(run_dvc("status", "--json", str(paths.DATA_DVC_FILE.name)) or "{}")
-    return not status
+    """True when data/ holds exactly the version data.dvc records, by content: every file
+    is hashed (`dvc status` trusts file timestamps, and `dvc checkout` copies a corrupted
+    cache object without checking it)."""
+    if not paths.DATA_DIR.is_dir():
+        return False
+    return directory_md5(paths.DATA_DIR) == recorded_md5(paths.DATA_DVC_FILE)
 
 
 def version_data_dir() -> str:
@@ -90,11 +93,14 @@ def restore_recorded_version() -> bool:
         return False
     if workspace_matches_dvc():
         return True
-    try:
-        run_dvc("pull", "--quiet", paths.DATA_DVC_FILE.name)
-    except DataVersionError:
-        return False
-    return workspace_matches_dvc()
+    for force in ((), ("--force",)):  # a second try replaces what a corrupt copy left
+        try:
+            run_dvc("pull", "--quiet", *force, paths.DATA_DVC_FILE.name)
+        except DataVersionError:
+            return False
+        if workspace_matches_dvc():
+            return True
+    return False
 
 
 class DataVersionNotFound(DataVersionError):
@@ -164,7 +170,14 @@ def restore_data_version(md5: str, target: Path, stores: list[Path] | None = Non
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     written = []
-    for entry in json.loads(manifest.read_text()):
+    try:
+        entries = json.loads(manifest.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DataVersionError(
+            f"data version {md5}: its manifest {manifest} is damaged (not the JSON DVC wrote); "
+            "delete it and `dvc pull` (or `dvc push` from a machine with a good copy)"
+        ) from None
+    for entry in entries:
         source = _object(stores, entry["md5"])
         if source is None:
             raise DataVersionNotFound(

@@ -11,7 +11,6 @@ the counts reconcile:
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from pipelines.lib import near_duplicates, splitting
@@ -50,6 +50,7 @@ class CleanRow:
     groups: tuple[str, ...] = ()
     tokens: int | None = None
     near_dup_ids: tuple[str, ...] = ()  # rows this one replaced as their cluster's representative
+    passage: str | None = None  # the row's source passage id (data.passage_field)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "messages": self.conversation.messages_json()}
@@ -58,6 +59,8 @@ class CleanRow:
             out["rejected"] = self.conversation.rejected
         if self.label is not None:
             out["label"] = self.label
+        if self.passage is not None:
+            out["passage"] = self.passage
         if self.groups:
             out["groups"] = list(self.groups)
         if self.near_dup_ids:
@@ -144,12 +147,17 @@ def validate_rows(
             try:
                 conversation = to_conversation(raw.record, data)
                 label = raw_label(raw.record, data.label_field) if data.label_field else None
+                passage = (
+                    raw_label(raw.record, data.passage_field, "data.passage_field")
+                    if data.passage_field
+                    else None
+                )
                 groups = group_keys(raw.record, data.group_by)
             except RowRejected as exc:
                 bad.append({"source": name, "line": raw.line, "reason": str(exc)})
                 continue
             # the content hash is computed by the exact-dedupe stage
-            rows.append(CleanRow("", conversation, name, raw.line, label, groups))
+            rows.append(CleanRow("", conversation, name, raw.line, label, groups, passage=passage))
     return rows, bad, rows_in
 
 
@@ -333,27 +341,32 @@ def split_rows(rows: list[dict[str, Any]], data: DataSection) -> Split:
 
 def training_record(row: dict[str, Any]) -> dict[str, Any]:
     """What train and held-out files hold: id, messages, and label / answers when present."""
-    keys = ("id", "messages", "chosen", "rejected", "label")
+    keys = ("id", "messages", "chosen", "rejected", "label", "passage")
     return {k: row[k] for k in keys if k in row}
 
 
+# numpy scalars (from pandas) serialize as the Python numbers they stand for
+_JSONL_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+
+
 def write_jsonl(rows: list[dict[str, Any]], path: Path) -> str:
-    """Write JSON lines byte-for-byte reproducibly; returns the file's sha256."""
+    """Write JSON lines byte-for-byte reproducibly (orjson: compact, UTF-8, keys in the
+    rows' order); returns the file's sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="\n") as out:
+    with path.open("wb") as out:
         for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.write(orjson.dumps(row, option=_JSONL_OPTIONS))
     return sha256_file(path)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    with path.open("rb") as handle:
+        return [orjson.loads(line) for line in handle if line.strip()]
 
 
 def read_conversations(path: Path) -> pd.DataFrame:
     """A train or held-out file as a table (id, messages, and label when labelled)."""
-    return pd.read_json(path, lines=True, dtype={"id": str, "label": str})
+    return pd.read_json(path, lines=True, dtype={"id": str, "label": str, "passage": str})
 
 
 def write_clean_outputs(result: CleanResult, folder: Path) -> dict[str, Any]:

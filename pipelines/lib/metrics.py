@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -181,9 +183,38 @@ class ClassificationScorer:
         return {"labels": names, "matrix": matrix[: len(self.labels)].tolist()}
 
 
+# Scripts written without spaces between words (kana, CJK ideographs): each character is a
+# token, so a partly right answer earns partial ROUGE credit, not 0 as one long "word".
+_UNSPACED = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+class UnicodeWordTokenizer:
+    """ROUGE tokens in any script: rouge-score's default keeps only [a-z0-9], so a Russian
+    or Japanese answer identical to its reference would score 0. Runs of letters, digits
+    and combining marks (Devanagari vowel signs) of NFKC, casefolded text; Chinese and
+    Japanese characters one by one."""
+
+    def tokenize(self, text: str) -> list[str]:
+        tokens: list[str] = []
+        word: list[str] = []
+        for char in unicodedata.normalize("NFKC", text).casefold():
+            if _UNSPACED.match(char):
+                tokens.extend(["".join(word), char] if word else [char])
+                word = []
+            elif char.isalnum() or unicodedata.category(char).startswith("M"):
+                word.append(char)
+            elif word:
+                tokens.append("".join(word))
+                word = []
+        if word:
+            tokens.append("".join(word))
+        return tokens
+
+
 @dataclass(frozen=True)
 class FreeTextScorer:
-    """Open answers: ROUGE-L F-measure (rouge-score) and chrF (sacrebleu), per row averaged."""
+    """Open answers: ROUGE-L F-measure (rouge-score, Unicode words) and chrF (sacrebleu), per
+    row averaged."""
 
     primary: str = "rouge_l"
     higher_is_better: bool = True
@@ -192,7 +223,8 @@ class FreeTextScorer:
         from rouge_score import rouge_scorer
         from sacrebleu.metrics import CHRF
 
-        rouge, chrf = rouge_scorer.RougeScorer(["rougeL"]), CHRF()
+        rouge = rouge_scorer.RougeScorer(["rougeL"], tokenizer=UnicodeWordTokenizer())
+        chrf = CHRF()
         rows = [
             [
                 rouge.score(reference, prediction)["rougeL"].fmeasure,
@@ -212,7 +244,42 @@ class FreeTextScorer:
         return stats[:, 0]
 
 
+def normalize_short_answer(text: str) -> str:
+    """Case, spacing, surrounding quotes and a closing '.'/'!' do not matter; a leading
+    '.' or '+' does ('.bt', '+975')."""
+    text = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return text.rstrip(".!").strip("\"'`").rstrip(".!").strip()
+
+
+class ShortAnswerScorer:
+    """Short factual answers: exact match after normalization, and (lenient, so the base
+    model is not beaten on formatting alone) whether the reference appears in the answer as
+    whole words."""
+
+    primary: str = "exact_match"
+    higher_is_better: bool = True
+
+    def row_stats(self, predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
+        rows = []
+        for prediction, reference in zip(predictions, references, strict=True):
+            answer, wanted = normalize_short_answer(prediction), normalize_short_answer(reference)
+            contains = re.search(rf"(?<![\w.+]){re.escape(wanted)}(?!\w)", answer) is not None
+            rows.append([float(answer == wanted), float(bool(wanted) and contains)])
+        return np.array(rows, dtype=float).reshape(-1, 2)
+
+    def aggregate(self, stats: np.ndarray, indices: np.ndarray | None = None) -> dict[str, float]:
+        s = stats if indices is None else stats[indices]
+        if len(s) == 0:
+            return {}
+        return {"exact_match": float(s[:, 0].mean()), "contains_answer": float(s[:, 1].mean())}
+
+    def row_scores(self, stats: np.ndarray) -> np.ndarray:
+        return stats[:, 0]
+
+
 def scorer_for(task: str, labels: Sequence[str] = ()) -> Scorer:
+    if task == "short_answer":
+        return ShortAnswerScorer()
     if task == "extraction":
         return ExtractionScorer()
     if task == "classification":
@@ -224,7 +291,7 @@ def scorer_for(task: str, labels: Sequence[str] = ()) -> Scorer:
 
 @dataclass(frozen=True)
 class Interval:
-    mean: float
+    mean: float  # the observed difference
     low: float
     high: float
 
@@ -238,18 +305,50 @@ def paired_bootstrap(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Interval:
-    """Confidence interval of metric(a) - metric(b), resampling the same rows for both."""
+    """BCa confidence interval of metric(a) - metric(b), resampling the same rows for both
+    (scipy.stats.bootstrap over the row indices). Where BCa is undefined (every resample
+    gives the same difference, or the observed one lies outside them all) the percentile
+    interval of the same resamples is used; with no spread at all, the difference itself."""
+    from scipy.stats import DegenerateDataWarning, bootstrap
+
     n = len(stats_a)
     if n != len(stats_b) or n == 0:
         raise ValueError("paired bootstrap needs the same, non-empty rows for both candidates")
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(resamples)
-    for i in range(resamples):
-        idx = rng.integers(0, n, n)
-        diffs[i] = scorer.aggregate(stats_a, idx)[metric] - scorer.aggregate(stats_b, idx)[metric]
     observed = scorer.aggregate(stats_a)[metric] - scorer.aggregate(stats_b)[metric]
-    tail = (1 - confidence) / 2
-    return Interval(observed, float(np.quantile(diffs, tail)), float(np.quantile(diffs, 1 - tail)))
+    if n < 2:  # nothing to resample
+        return Interval(observed, observed, observed)
+
+    def difference(indices: np.ndarray) -> float:
+        return (
+            scorer.aggregate(stats_a, indices)[metric] - scorer.aggregate(stats_b, indices)[metric]
+        )
+
+    options = {"vectorized": False, "confidence_level": confidence, "batch": 256}
+    # a degenerate BCa interval (0/0 in its acceleration) is handled below, not warned about
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        result = bootstrap(
+            (np.arange(n),),
+            difference,
+            n_resamples=resamples,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+            **options,
+        )
+        low, high = result.confidence_interval
+        if not (np.isfinite(low) and np.isfinite(high)):
+            result = bootstrap(
+                (np.arange(n),),
+                difference,
+                n_resamples=0,
+                method="percentile",
+                bootstrap_result=result,
+                **options,
+            )
+            low, high = result.confidence_interval
+    if not (np.isfinite(low) and np.isfinite(high)):
+        low = high = observed
+    return Interval(observed, float(low), float(high))
 
 
 def win_rate(scorer: Scorer, stats_a: np.ndarray, stats_b: np.ndarray) -> float:

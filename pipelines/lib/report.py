@@ -18,114 +18,50 @@ def samples_markdown(samples: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _fmt(value: object) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+CANDIDATE_ORDER = (
+    "baseline",
+    "few_shot",
+    "retrieval",
+    "tuned",
+    "tuned_retrieval",
+    "champion",
+    "teacher",
+)
 
 
-def run_summary(recipe_id: str, dagster_run_id: str, outputs: dict[str, dict]) -> str:
-    """The closing summary of a run, from the values its assets returned."""
-    raw = outputs.get("raw_data", {})
-    split = outputs.get("split", {})
-    learned = outputs.get("training_set", {})
-    train = outputs.get("training_run", {})
-    report = outputs.get("evaluation", {}).get("report")
-    adapter = outputs.get("registered_adapter", {})
-    rows = [
-        ("recipe", recipe_id),
-        ("dagster run", dagster_run_id),
-        ("data.dvc md5", raw.get("data_md5")),
-        (
-            "train / held-out rows",
-            f"{split.get('train_rows')} / {split.get('heldout_rows')}" if split else None,
-        ),
-        (
-            "training set",
-            f"{learned['rows']} rows ({learned['method']}"
-            + (
-                f", {learned['rehearsal_rows']} of them rehearsal"
-                if learned.get("rehearsal_rows")
-                else ""
-            )
-            + ")"
-            if learned
-            else None,
-        ),
-        ("training steps", train.get("steps")),
-        ("final train loss", train.get("final_train_loss")),
-        ("mlflow run id", train.get("mlflow_run_id")),
-        (
-            "adapter",
-            adapter.get("adapter_uri")
-            or (f"not registered ({train['adapter_dir']})" if train else None),
-        ),
-        (
-            "registered",
-            f"{adapter['model_uri']} ({', '.join(adapter['aliases']) or 'no alias'}"
-            f"{'' if adapter['created'] else '; registered before'})"
-            if adapter.get("model_uri")
-            else None,
-        ),
-        ("promotion", adapter.get("promotion")),
-        (
-            "reused from cache",
-            ", ".join(
-                name
-                for name, value in outputs.items()
-                if isinstance(value, dict) and "reused_from_dagster_run" in value
-            )
-            or None,
-        ),
-    ]
-    width = max(len(label) for label, _ in rows)
-    lines = [
-        f"  {label:<{width}}  {_fmt(value) if value is not None else '-'}" for label, value in rows
-    ]
-    if report:
-        lines += ["", *("  " + line for line in ladder_text(report).splitlines())]
-    lines += [
-        "",
-        "  Dagster UI:  make ui      -> http://127.0.0.1:3000 (asset graph, partition metadata)",
-        "  MLflow UI:   make mlflow  -> http://127.0.0.1:5000 (experiment 'rung': tags, metrics)",
-    ]
-    return "\n".join(lines)
-
-
-CANDIDATE_ORDER = ("baseline", "few_shot", "tuned", "champion", "teacher")
+def _cost_cells(scores: dict) -> list[str]:
+    """What an answer costs: prompt tokens per request, seconds per answer (batched)."""
+    prompt = f"{scores['prompt_tokens']:.0f}" if "prompt_tokens" in scores else ""
+    latency = f"{scores['seconds_per_answer']:.2f}" if "seconds_per_answer" in scores else ""
+    return [prompt, latency]
 
 
 def ladder_rows(report: dict) -> list[list[str]]:
-    """One row per candidate: primary metric, interval vs the best cheaper rung, probes, loss."""
-    metric = report["primary_metric"]
-    interval = report["interval"]
-    rows = [
-        [
-            "candidate",
-            metric,
-            f"tuned - {interval['versus']} ({interval['confidence']:.0%} CI)",
-            "probes right",
-            "held-out loss",
-            "params",
-            "new tok/s",
-        ]
-    ]
+    """One row per candidate: primary metric, interval vs the best cheaper rung, probes,
+    loss, size, speed and cost per answer. Works on the cheap rungs' partial report too."""
+    metric, interval = report["primary_metric"], report.get("interval")
+    header = ["candidate", metric]
+    if interval:
+        header.append(f"tuned - {interval['versus']} ({interval['confidence']:.0%} CI)")
+    header += ["probes right", "held-out loss", "params", "new tok/s", "prompt tok", "s/answer"]
+    rows = [header]
     for name in CANDIDATE_ORDER:
         scores = report["candidates"].get(name)
         if not scores or metric not in scores:
             continue
-        ci = (
-            f"{interval['mean']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}]"
-            if name == "tuned"
-            else ""
-        )
-        probes = (
-            f"{report['probes'][name]}/{report['probe_count']}"
-            if name in report.get("probes", {})
-            else ""
-        )
-        loss = f"{scores['heldout_loss']:.3f}" if "heldout_loss" in scores else ""
-        size = f"{scores['parameters'] / 1e6:.1f}M" if "parameters" in scores else ""
-        speed = f"{scores['new_tokens_per_s']:.1f}" if "new_tokens_per_s" in scores else ""
-        rows.append([name, f"{scores[metric]:.3f}", ci, probes, loss, size, speed])
+        row = [name, f"{scores[metric]:.3f}"]
+        if interval:
+            row.append(
+                f"{interval['mean']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}]"
+                if name == "tuned"
+                else ""
+            )
+        probes = report.get("probes", {})
+        row.append(f"{probes[name]}/{report['probe_count']}" if name in probes else "")
+        row.append(f"{scores['heldout_loss']:.3f}" if "heldout_loss" in scores else "")
+        row.append(f"{scores['parameters'] / 1e6:.1f}M" if "parameters" in scores else "")
+        row.append(f"{scores['new_tokens_per_s']:.1f}" if "new_tokens_per_s" in scores else "")
+        rows.append(row + _cost_cells(scores))
     return rows
 
 
@@ -139,6 +75,9 @@ def ladder_text(report: dict) -> str:
         + (f" ({', '.join(report['regressions'])})" if report["regressions"] else "")
         + (f"; overfitting gap (train sample - held-out): {gap:+.3f}" if gap is not None else "")
     )
+    retrieval = report.get("retrieval") or {}
+    if "recall_at_k" in retrieval:
+        lines.append(f"retrieval recall@{retrieval['k']}: {retrieval['recall_at_k']:.3f}")
     lines.append(f"verdict: {report['verdict']['label']}")
     lines += [f"  {reason}" for reason in report["verdict"]["reasons"]]
     return "\n".join(lines)
@@ -158,31 +97,60 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
+# One colour per candidate, the same in every chart (and in the legend of none: the bars
+# are labelled), so a reader learns it once.
+CANDIDATE_COLOURS = {
+    "baseline": "#8c8c8c",
+    "few_shot": "#4a90c2",
+    "tuned": "#2a9d5c",
+    "champion": "#d08a2c",
+    "teacher": "#8e5bb5",
+}
+_OTHER_COLOUR = "#555555"
+_NOT_CHARTED = ("heldout_perplexity", "new_tokens_per_s", "parameters")
+
+
+def _charted_value(value: object) -> float | None:
+    """A finite number to draw, or None (missing, NaN or not a number)."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def metric_charts(report: dict) -> dict[str, bytes]:
-    """A bar chart per metric, candidates side by side (PNG bytes by file name)."""
+    """A bar chart per metric, candidates side by side (PNG bytes by file name).
+
+    Each candidate keeps its colour (CANDIDATE_COLOURS) in every chart; a metric no
+    candidate has a finite value for gets no chart.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [n for n in CANDIDATE_ORDER if n in report["candidates"]]
-    metrics = sorted(
-        {
-            m
-            for n in names
-            for m in report["candidates"][n]
-            if m not in ("heldout_perplexity", "new_tokens_per_s", "parameters")
-        }
-    )
+    names += sorted(n for n in report["candidates"] if n not in CANDIDATE_ORDER)
+    metrics = sorted({m for n in names for m in report["candidates"][n] if m not in _NOT_CHARTED})
     charts = {}
     for metric in metrics:
-        present = [n for n in names if metric in report["candidates"][n]]
+        values = {n: _charted_value(report["candidates"][n].get(metric)) for n in names}
+        present = [n for n in names if values[n] is not None]
+        if not present:
+            continue
         figure, axis = plt.subplots(figsize=(4, 2.5))
-        axis.bar(
+        bars = axis.bar(
             present,
-            [report["candidates"][n][metric] for n in present],
-            color=["#999", "#69c", "#2a7", "#c84"][: len(present)],
+            [values[n] for n in present],
+            color=[CANDIDATE_COLOURS.get(n, _OTHER_COLOUR) for n in present],
         )
+        axis.bar_label(bars, fmt="%.3g", padding=2, fontsize=8)
+        drawn = [values[n] for n in present]
+        if all(0.0 <= v <= 1.0 for v in drawn):  # a rate: the whole 0..1 scale, even at 0
+            axis.set_ylim(0.0, 1.1)
+        else:
+            axis.margins(y=0.15)
         axis.set_title(metric)
         charts[f"{metric}.png"] = _png(figure)
         plt.close(figure)
@@ -202,20 +170,64 @@ def metric_charts(report: dict) -> dict[str, bytes]:
     return charts
 
 
-def ladder_markdown(report: dict, charts: dict[str, bytes], samples: list[dict]) -> str:
-    """The evaluation report: verdict, ladder table, reasons, charts, a few answers."""
+def ladder_markdown(
+    report: dict,
+    charts: dict[str, bytes],
+    samples: list[dict],
+    images: str = "embedded",
+    chart_dir: str = "charts",
+) -> str:
+    """The evaluation report: verdict, ladder table, reasons, charts, a few answers.
+
+    `images="embedded"` inlines the charts as data URIs (Dagster metadata, one string);
+    `images="relative"` links them as `<chart_dir>/<name>`, the files logged beside the
+    report (MLflow's `evaluation/report.md` next to `evaluation/charts/`).
+    """
     import base64
+
+    if images not in ("embedded", "relative"):
+        raise ValueError(f"images must be 'embedded' or 'relative', not {images!r}")
+
+    def image(name: str, png: bytes) -> str:
+        alt = name.removesuffix(".png")
+        if images == "relative":
+            return f"![{alt}]({chart_dir.rstrip('/')}/{name})"
+        return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
     verdict = report["verdict"]
     parts = [
         f"## Verdict: {verdict['label']}",
         "\n".join(f"- {reason}" for reason in verdict["reasons"]),
         _markdown_table(ladder_rows(report)),
-        " ".join(
-            f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
-            for name, png in charts.items()
-        ),
+        " ".join(image(name, png) for name, png in charts.items()),
         "### Sample answers",
         samples_markdown(samples),
     ]
     return "\n\n".join(parts)
+
+
+def html_page(markdown: str, title: str) -> str:
+    """A self-contained HTML page of `markdown` (its images should be data URIs).
+
+    MLflow's artifact viewer renders markdown without any image (it drops data URIs
+    and shows other image links as text) but shows an HTML artifact, images included,
+    in a sandboxed frame: so the reports are also logged as HTML.
+    """
+    import html
+
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    return (
+        "<!doctype html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_PAGE_STYLE}</style></head>\n"
+        f"<body>\n{body}</body></html>\n"
+    )
+
+
+_PAGE_STYLE = (
+    "body{font-family:system-ui,sans-serif;font-size:14px;margin:16px;color:#222}"
+    "table{border-collapse:collapse;margin:8px 0}"
+    "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
+    "th{background:#f3f3f3}img{max-width:100%;margin:4px}"
+)

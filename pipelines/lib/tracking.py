@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,21 +13,31 @@ from pipelines import paths
 
 EXPERIMENT = "rung"
 TAG = "rung."  # prefix of rung's own tags
+# MLflow 3's UI opens an experiment by its kind; rung's runs are model training, not GenAI
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def configure_mlflow() -> Any:
-    """Point MLflow at the project store, with telemetry off; returns the client."""
+    """Point MLflow at the project store, with telemetry off; returns the client. The
+    experiment exists afterwards, marked as model training for MLflow's UI."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     paths.mlruns_dir().mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(paths.mlflow_tracking_uri())
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        mlflow.create_experiment(
-            EXPERIMENT, artifact_location=paths.mlflow_artifacts_dir().as_uri()
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        client.create_experiment(
+            EXPERIMENT,
+            artifact_location=paths.mlflow_artifacts_dir().as_uri(),
+            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
         )
-    return mlflow.MlflowClient()
+    elif experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return client
 
 
 def git_state(repo: Path = paths.REPO_ROOT) -> dict[str, str]:
@@ -50,6 +60,8 @@ def git_state(repo: Path = paths.REPO_ROOT) -> dict[str, str]:
 
 def start_run(recipe_id: str, dagster_run_id: str, tags: Mapping[str, str]) -> str:
     """The MLflow run for this (recipe, Dagster run): reused if it exists, else created."""
+    from mlflow.entities import RunTag
+
     client = configure_mlflow()
     experiment = client.get_experiment_by_name(EXPERIMENT)
     existing = client.search_runs(
@@ -66,9 +78,31 @@ def start_run(recipe_id: str, dagster_run_id: str, tags: Mapping[str, str]) -> s
         run = client.create_run(experiment.experiment_id, run_name=recipe_id)
         run_id = run.info.run_id
     all_tags = {f"{TAG}recipe_id": recipe_id, f"{TAG}dagster_run_id": dagster_run_id, **tags}
-    for key, value in all_tags.items():
-        client.set_tag(run_id, key, str(value))
+    log_batches(client, run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
     return run_id
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def log_batches(
+    client: Any,
+    run_id: str,
+    metrics: Sequence[Any] = (),
+    params: Sequence[Any] = (),
+    tags: Sequence[Any] = (),
+) -> None:
+    """MlflowClient.log_batch in chunks within MLflow's per-request limits."""
+    from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
+
+    for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=chunk)
+    for chunk in _chunks(params, MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, params=chunk)
+    for chunk in _chunks(tags, MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, tags=chunk)
 
 
 @contextmanager
@@ -83,16 +117,27 @@ def failing_marks_run(run_id: str) -> Iterator[Any]:
 
 
 def log_metrics(client: Any, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-    for key, value in metrics.items():
-        client.log_metric(run_id, key, float(value), step=step)
+    from mlflow.entities import Metric
+    from mlflow.utils.time import get_current_time_millis
+
+    now = get_current_time_millis()
+    log_batches(
+        client, run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
+    )
 
 
 def log_params(client: Any, run_id: str, params: Mapping[str, Any]) -> None:
     """Log params that are new; MLflow refuses to change a param's value."""
-    run = client.get_run(run_id)
-    for key, value in params.items():
-        if key not in run.data.params:
-            client.log_param(run_id, key, str(value)[:6000])
+    from mlflow.entities import Param
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+    logged = client.get_run(run_id).data.params
+    new = [
+        Param(key, str(value)[:MAX_PARAM_VAL_LENGTH])
+        for key, value in params.items()
+        if key not in logged
+    ]
+    log_batches(client, run_id, params=new)
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ def _read_jsonl(path: str) -> list[dict]:
 
 def main() -> None:
     from pipelines.worker.generation import Models, timed
+    from pipelines.worker.progress import ProgressTicker
 
     with open_dagster_pipes() as context:
         extras = context.extras
@@ -31,16 +32,31 @@ def main() -> None:
         for request in _read_jsonl(extras["requests_file"]):
             groups[(request["model"], request["max_new_tokens"])].append(request)
 
+        per_model: dict[str, int] = defaultdict(int)
+        for (model, _), requests in groups.items():
+            per_model[model] += len(requests)
+        tickers: dict[str, ProgressTicker] = {}  # one progress line per model, every ~10%
         answers, timings = [], {}
         for (model, max_new_tokens), requests in sorted(groups.items()):
             context.log.info(f"generating {len(requests)} answers with {model}")
+            ticker = tickers.get(model)
+            if ticker is None:
+                what = f"answering with {model}" if len(per_model) > 1 else "answering"
+                ticker = ProgressTicker(per_model[model], context.log.info, what=what)
+                tickers[model] = ticker
+            costs: list[dict] = []
             with models.using(model):
                 (outputs, tokens), seconds = timed(
-                    models.generate, [r["messages"] for r in requests], max_new_tokens, batch_size
+                    models.generate,
+                    [r["messages"] for r in requests],
+                    max_new_tokens,
+                    batch_size,
+                    progress=ticker.advance,
+                    costs=costs,
                 )
             answers += [
-                {"key": r["key"], "output": o, "tokens": t}
-                for r, o, t in zip(requests, outputs, tokens)
+                {"key": r["key"], "output": o, "tokens": t, **cost}
+                for r, o, t, cost in zip(requests, outputs, tokens, costs)
             ]
             timing = timings.setdefault(model, {"seconds": 0.0, "rows": 0, "new_tokens": 0})
             timing["seconds"] += seconds

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -68,11 +68,19 @@ class Models:
         )
 
     def generate(
-        self, conversations: Sequence[Sequence[dict]], max_new_tokens: int, batch_size: int
+        self,
+        conversations: Sequence[Sequence[dict]],
+        max_new_tokens: int,
+        batch_size: int,
+        progress: Callable[[int], None] | None = None,
+        costs: list[dict] | None = None,
     ) -> tuple[list[str], list[int]]:
         """Greedy answers and their token counts, in input order.
 
         Rows are batched by prompt length (less padding); the output order is the input order.
+        `progress` is called with the number of rows answered after each batch. A `costs`
+        list is filled, in input order, with each row's prompt tokens and seconds (its
+        batch's time shared by the batch's rows): what one answer costs.
         """
         prompts = [self.prompt_text(messages) for messages in conversations]
         lengths = [len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
@@ -80,8 +88,10 @@ class Models:
         answers: list[str] = [""] * len(prompts)
         counts: list[int] = [0] * len(prompts)
         eos = self.tokenizer.eos_token_id
+        seconds: list[float] = [0.0] * len(prompts)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
+            started = time.perf_counter()
             batch = self.tokenizer(
                 [prompts[i] for i in chunk],
                 return_tensors="pt",
@@ -102,6 +112,12 @@ class Models:
                 kept = tokens[: int(ended[0]) if len(ended) else len(tokens)]
                 counts[row] = len(kept)
                 answers[row] = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
+            for row in chunk:
+                seconds[row] = (time.perf_counter() - started) / len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        if costs is not None:
+            costs[:] = [{"prompt_tokens": n, "seconds": t} for n, t in zip(lengths, seconds)]
         return answers, counts
 
     def heldout_loss(

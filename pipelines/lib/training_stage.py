@@ -1,0 +1,154 @@
+"""The training_run stage: Axolotl trains the adapter, tracked in one MLflow run.
+
+The asset passes `launch`, which runs pipelines/worker/train.py in the trainer
+environment (a Dagster Pipes round trip) and raises if the trainer fails; the MLflow
+run is then marked FAILED and nothing downstream sees an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pipelines import paths
+from pipelines.lib import tracking, trainer_env
+from pipelines.lib.asset_values import (
+    BaseModelValue,
+    RawData,
+    Split,
+    StageError,
+    TrainingRun,
+    TrainingSet,
+)
+from pipelines.lib.axolotl_config import render_axolotl_config, write_axolotl_config
+from pipelines.lib.base_model import adapter_sha256, resolve_adapter
+from pipelines.lib.data_lineage import log_data_lineage
+from pipelines.recipe import LoadedRecipe
+
+# launch(axolotl_config, log_file, adapter_dir, mlflow_run_id): train, raise on failure.
+Launch = Callable[[Path, Path, Path, str], None]
+LOG_TAIL_LINES = 40
+
+
+def init_adapter_dir(recipe: LoadedRecipe) -> Path | None:
+    """The adapter training starts from (train.init_adapter), resolved locally."""
+    reference = recipe.spec.train.init_adapter
+    return resolve_adapter(reference).path if reference else None
+
+
+def cache_inputs(
+    recipe: LoadedRecipe,
+    base_model: BaseModelValue,
+    raw: RawData,
+    split: Split,
+    training_set: TrainingSet,
+) -> dict[str, str | None]:
+    init_adapter = init_adapter_dir(recipe)
+    return {
+        "base_model": base_model.sha256,
+        "training_set": training_set.sha256,
+        "split": split.data_version,
+        "raw": raw.data_md5,
+        "init_adapter": adapter_sha256(init_adapter) if init_adapter else None,
+    }
+
+
+def lineage_tags(
+    recipe: LoadedRecipe,
+    base_model: BaseModelValue,
+    raw: RawData,
+    split: Split,
+    training_set: TrainingSet | None,
+    reproduces: str | None,
+) -> dict[str, str]:
+    """The MLflow tags that tie a run to its exact recipe, data, model, code and packages
+    (before training, `training_set` is None: the data and model part only)."""
+    train = recipe.spec.train
+    teacher = (training_set.teacher if training_set else None) or {}
+    tags = {
+        "rung.recipe_sha256": recipe.sha256,
+        "rung.data_dvc_md5": raw.data_md5,
+        "rung.base_model": base_model.id,
+        "rung.base_model_sha256": base_model.sha256,
+        "rung.train_sha256": split.train_sha256,
+        "rung.heldout_sha256": split.heldout_sha256,
+        "rung.method": train.method,
+        "rung.training_set_sha256": training_set.sha256 if training_set else None,
+        "rung.init_adapter": train.init_adapter,
+        "rung.teacher": teacher.get("id"),
+        "rung.teacher_kind": teacher.get("kind"),
+        "rung.teacher_version": teacher.get("model_version"),
+        "rung.reproduces": reproduces,
+        **{f"rung.{k}": v for k, v in tracking.git_state().items()},
+        **{f"rung.version.{k}": v for k, v in trainer_env.package_versions().items()},
+    }
+    return {key: value for key, value in tags.items() if value}
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def train_adapter(
+    recipe: LoadedRecipe,
+    base_model: BaseModelValue,
+    raw: RawData,
+    split: Split,
+    training_set: TrainingSet,
+    folder: Path,
+    launch: Launch,
+    *,
+    dagster_run_id: str,
+    reproduces: str | None = None,
+) -> TrainingRun:
+    """Render the Axolotl config, train in the trainer env, log lineage; the adapter."""
+    train = recipe.spec.train
+    if train.adapter == "qlora" and not trainer_env.cuda_available():
+        raise StageError(
+            f"recipe {recipe.id}: QLoRA (train.adapter: qlora) loads the base model in 4 bits "
+            "with bitsandbytes, which needs a CUDA GPU, and this machine has none. Run it on a "
+            "GPU machine, or use train.adapter: lora here."
+        )
+    tags = lineage_tags(recipe, base_model, raw, split, training_set, reproduces)
+    run_id = tracking.start_run(recipe.id, dagster_run_id, tags)
+    with tracking.failing_marks_run(run_id) as client:
+        config = render_axolotl_config(
+            train,
+            base_model_dir=Path(base_model.path),
+            train_file=Path(training_set.file),
+            output_dir=folder,
+            mlflow_tracking_uri=paths.mlflow_tracking_uri(),
+            mlflow_experiment=tracking.EXPERIMENT,
+            init_adapter_dir=init_adapter_dir(recipe),
+        )
+        config_file = write_axolotl_config(config, folder / "axolotl.yml")
+        client.log_artifact(run_id, str(recipe.path), "recipe")
+        client.log_artifact(run_id, str(config_file), "axolotl")
+        tracking.log_params(client, run_id, tracking.flatten("recipe", recipe.spec.model_dump()))
+        log_data_lineage(client, run_id, split)  # datasets with digests, data card, file hashes
+        if training_set.length_bias:  # DPO pairs: does "chosen" just mean "longer"?
+            pairs = {f"pairs.{k}": v for k, v in training_set.length_bias.items()}
+            tracking.log_metrics(client, run_id, pairs)
+        adapter_dir, log_file = Path(config["output_dir"]), folder / "train.log"
+        try:
+            launch(config_file, log_file, adapter_dir, run_id)
+        except Exception as exc:  # the worker's own error type is private to Dagster Pipes
+            raise StageError(
+                f"training failed for recipe {recipe.id}; MLflow run {run_id} marked FAILED; "
+                f"last lines of {log_file}:\n{_tail(log_file)}"
+            ) from exc
+        client.log_artifact(run_id, str(log_file), "logs")
+        history = client.get_metric_history(run_id, "train_loss")
+        losses = client.get_metric_history(run_id, "loss")
+    return TrainingRun(
+        mlflow_run_id=run_id,
+        adapter_dir=str(adapter_dir),
+        adapter_sha256=adapter_sha256(adapter_dir),
+        axolotl_config=str(config_file),
+        log_file=str(log_file),
+        steps=history[-1].step if history else (losses[-1].step if losses else 0),
+        final_train_loss=losses[-1].value if losses else None,
+        mean_train_loss=history[-1].value if history else None,
+    )

@@ -1,0 +1,152 @@
+"""The `train` section and its method sub-sections (dpo, distill, rehearsal)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pipelines.recipe.base import Section
+
+
+class DpoSection(Section):
+    """Direct preference optimisation; read only when `train.method` is `dpo`."""
+
+    beta: float = Field(
+        default=0.1,
+        gt=0.0,
+        le=10.0,
+        description="DPO temperature: how far from the reference to move.",
+    )
+    pairs: Literal["data", "on_policy"] = Field(
+        default="on_policy",
+        description=(
+            "data: the rows are preference pairs (data.format: preference); on_policy: the "
+            "gold answer is chosen and the base model's own wrong answer is rejected."
+        ),
+    )
+    sft_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=100.0,
+        description=(
+            "Add the chosen answers' language-model loss with this weight (RPO). Pure DPO can "
+            "lower the chosen answers' likelihood too, only less than the rejected ones'; "
+            "the added term keeps the model producing the chosen answers."
+        ),
+    )
+
+
+class DistillSection(Section):
+    """The teacher whose answers the adapter imitates, for `train.method: distill`."""
+
+    teacher: str = Field(
+        description=(
+            "A local model or adapter folder, models:/<name>@<alias>, or the URL of an "
+            "OpenAI-compatible endpoint (http://host:port/v1)."
+        )
+    )
+    teacher_model: str | None = Field(
+        default=None, description="Model name sent to an HTTP teacher endpoint."
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the HTTP teacher's API key (never logged).",
+    )
+    max_new_tokens: int = Field(
+        default=128, gt=0, le=32_768, description="Teacher's answer budget."
+    )
+    temperature: float = Field(
+        default=0.0, ge=0.0, le=2.0, description="Teacher sampling temperature."
+    )
+
+
+class RehearsalSection(Section):
+    """Self-rehearsal against forgetting: the base model's own answers to unrelated prompts
+    join the training rows, without the recipe's system prompt, so the adapter learns to
+    change the model's behaviour for the task only and to leave other requests alone."""
+
+    source: str = Field(
+        description="File of unrelated prompts, relative to the repository root (under data/): "
+        ".jsonl, .csv or .parquet."
+    )
+    field: str = Field(description="The field or column holding one prompt's text.")
+    rows: int = Field(
+        gt=0, le=1_000_000, description="How many prompts (a deterministic sample by hash)."
+    )
+    max_new_tokens: int = Field(
+        default=96, gt=0, le=32_768, description="The base model's answer budget."
+    )
+
+
+class TrainSection(Section):
+    """The training method, the LoRA adapter and the optimizer (rendered into Axolotl's
+    config). Rules that tie `train` to `data` are listed under the whole recipe."""
+
+    method: Literal["sft", "dpo", "distill"] = Field(
+        default="sft",
+        description=(
+            "sft: imitate the answers; dpo: prefer chosen over rejected answers (preference "
+            "pairs); distill: imitate a teacher's answers to the training prompts."
+        ),
+    )
+    adapter: Literal["lora", "qlora"] = Field(
+        default="lora", description="PEFT adapter; qlora loads the base in 4 bits (CUDA only)."
+    )
+    init_adapter: str | None = Field(
+        default=None,
+        description=(
+            "Start from this LoRA adapter instead of a fresh one: a local adapter folder or "
+            "models:/<name>@<alias> (e.g. DPO on top of the SFT champion)."
+        ),
+    )
+    dpo: DpoSection = Field(
+        default_factory=lambda: DpoSection(),
+        description="DPO settings, for method: dpo (ignored by the other methods).",
+    )
+    distill: DistillSection | None = Field(
+        default=None, description="The teacher, for method: distill."
+    )
+    rehearsal: RehearsalSection | None = Field(
+        default=None,
+        description="Mix the base model's own answers to unrelated prompts into training "
+        "(sft, distill), against forgetting; checked by the forgetting probes.",
+    )
+    lora_r: int = Field(default=8, gt=0, le=512, description="LoRA rank.")
+    lora_alpha: int = Field(default=16, gt=0, le=4096, description="LoRA scaling numerator.")
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "v_proj"],
+        description="Modules that get adapters, or 'all-linear'.",
+    )
+    learning_rate: float = Field(default=5e-4, gt=0.0, lt=1.0, description="Peak learning rate.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field(
+        default="cosine", description="Learning-rate schedule."
+    )
+    warmup_steps: int = Field(default=0, ge=0, le=1_000_000, description="Linear warm-up steps.")
+    num_epochs: float = Field(
+        default=1.0, gt=0.0, le=1000.0, description="Passes over the training split."
+    )
+    max_steps: int | None = Field(
+        default=None,
+        gt=0,
+        le=10_000_000,
+        description="Stop after this many optimizer steps (overrides epochs).",
+    )
+    micro_batch_size: int = Field(default=4, gt=0, le=4096, description="Rows per forward pass.")
+    gradient_accumulation_steps: int = Field(
+        default=1, gt=0, le=4096, description="Passes per step."
+    )
+    sequence_len: int = Field(
+        default=256,
+        ge=32,
+        le=1_048_576,
+        description="Maximum tokens per row (at most 1M: beyond any model's context).",
+    )
+    sample_packing: bool = Field(
+        default=False, description="Pack short rows into one sequence (pays off on GPU)."
+    )
+    logging_steps: int = Field(
+        default=5, gt=0, le=1_000_000, description="Log train loss every N steps."
+    )
+    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Training seed.")
