@@ -11,13 +11,18 @@ export MLFLOW_DISABLE_TELEMETRY=true
 export DVC_NO_ANALYTICS=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: demo test setup envs model data ui mlflow lint lock clean-state bench-data bench-generation serve bench-cache bench-qlora bench-frontier bench-monitor bench-serving docs screenshots
+.PHONY: demo test test-browser setup envs model data ui mlflow lint lock clean-state bench-data bench-generation serve bench-cache bench-qlora bench-frontier bench-monitor bench-serving docs screenshots
 
 demo: setup
 	$(RUNG) run $(DEMO_RECIPE)
 
+# The browser tests (Chromium driving the Dagster and MLflow UIs) run on their own:
+# `make test-browser` (they were not yet stable when this target was last changed).
 test: setup
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not browser" $(PYTEST_ARGS)
+
+test-browser: setup
+	$(VENV)/bin/pytest -m browser tests/test_browser.py $(PYTEST_ARGS)
 
 setup: envs model data
 

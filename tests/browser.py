@@ -29,6 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = Path(os.environ.get("RUNG_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
 README_IMAGES_DIR = REPO_ROOT / "docs" / "img"
 VIEWPORT = {"width": 1280, "height": 800}
+WIDE_VIEWPORT = {"width": 1600, "height": 1000}
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root
     "--disable-gpu",
@@ -134,6 +135,7 @@ def save_screenshot(page, name: str, readme: bool = False, **options) -> Path:
     """Screenshot to the artifacts folder; a README one also to docs/img/ when asked."""
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS_DIR / f"{name}.png"
+    options.setdefault("animations", "disabled")  # finish fade-ins (dialogs) first
     page.screenshot(path=str(path), **options)
     if readme and readme_screenshots():
         README_IMAGES_DIR.mkdir(parents=True, exist_ok=True)

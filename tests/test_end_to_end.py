@@ -175,18 +175,19 @@ def test_inputs_are_untouched(tiny_run):
     assert data_version.workspace_matches_dvc()
 
 
-def test_an_axolotl_crash_fails_the_run_and_registers_nothing():
+def test_a_broken_model_fails_the_run_and_registers_nothing():
+    # The first step that loads the model (the cheap rungs, before any training) crashes.
     recipe = load_recipe(recipe_path("address-broken-model"))
     outcome = run_recipe(recipe)
-    assert not outcome.success
+    assert not outcome.success and outcome.verdict is None
     assert "training_run" not in outcome.outputs and "registered_adapter" not in outcome.outputs
+    assert outcome.failure.startswith("cheap_rungs: recipe address-broken-model: the base model")
 
     instance = dg.DagsterInstance.get()
     failures = instance.all_logs(outcome.dagster_run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-    (failure,) = [f for f in failures if f.step_key == "training_run"]
-    message = failure.dagster_event.step_failure_data.error.message
-    assert "training failed for recipe address-broken-model" in message
-    assert "marked FAILED" in message and "last lines of" in message
+    (failure,) = [f for f in failures if f.step_key == "cheap_rungs"]
+    message = failure.dagster_event.step_failure_data.user_failure_data.description
+    assert "could not answer" in message and "marked FAILED" in message
 
     client = tracking.configure_mlflow()
     (run,) = client.search_runs(

@@ -16,7 +16,7 @@ from pipelines.defs.partitions import recipe_partitions
 from pipelines.lib import data_checks
 from pipelines.lib.asset_values import CleanedData, Split, TrainingSet
 from pipelines.lib.dataset import read_jsonl
-from pipelines.lib.probes import all_probes
+from pipelines.lib.probes import probes_for
 from pipelines.recipe import LoadedRecipe, load_recipe, recipe_path
 
 
@@ -115,6 +115,6 @@ def probes_disjoint(
     context: dg.AssetCheckExecutionContext, training_set: TrainingSet
 ) -> dg.AssetCheckResult:
     recipe = load_recipe(recipe_path(context.partition_key))
-    probes = all_probes() if recipe.spec.eval.probes else []
+    probes = probes_for(recipe.spec.eval.probes)
     rows = read_jsonl(Path(training_set.file))
     return _result(data_checks.probes_disjoint(rows, probes))

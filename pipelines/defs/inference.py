@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines import paths
-from pipelines.lib import tracking
+from pipelines.lib import launchers, tracking
 from pipelines.lib.inference import Infer, Inference
 from pipelines.lib.training_stage import Launch
 from pipelines.worker import evaluate as evaluate_worker
@@ -85,6 +85,7 @@ def pipes_launch(context: dg.AssetExecutionContext, client: dg.PipesSubprocessCl
     """A `Launch` that runs `axolotl train` in the trainer env, logging into the MLflow run."""
 
     def launch(config_file: Path, log_file: Path, adapter_dir: Path, mlflow_run_id: str) -> None:
+        command = launchers.read_launch_file(config_file)  # written beside the config
         client.run(
             context=context,
             command=_worker(train_worker),
@@ -92,6 +93,8 @@ def pipes_launch(context: dg.AssetExecutionContext, client: dg.PipesSubprocessCl
                 "axolotl_config": str(config_file),
                 "log_file": str(log_file),
                 "adapter_dir": str(adapter_dir),
+                "command": command.argv,
+                "command_env": command.env,
             },
             env=pipes_env(mlflow_run_id),
         )

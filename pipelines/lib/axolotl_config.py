@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pipelines.recipe import TrainSection
+from pipelines.recipe.train import FsdpSection
 
 if TYPE_CHECKING:  # never imported here (it needs Axolotl), but part of this module's code:
     from pipelines.worker import axolotl_seed  # noqa: F401  the asset code versions see it
 
 # pipelines/worker/axolotl_seed.py, importable in the trainer env (PYTHONPATH = repo).
 SEED_PLUGIN = "pipelines.worker.axolotl_seed.SeedPlugin"
+# The DeepSpeed configs rung ships (train.deepspeed: zero2 | zero3); Axolotl's own are not
+# in its wheel.
+DEEPSPEED_CONFIGS = Path(__file__).parent / "deepspeed"
+# max_memory for several CPU processes (see _cpu_processes): a budget any model fits, not
+# a reservation.
+CPU_MEMORY_CAP = "1024GiB"
 
 
 def render_axolotl_config(
@@ -25,8 +33,10 @@ def render_axolotl_config(
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
     init_adapter_dir: Path | None = None,
+    cuda: bool = False,
 ) -> dict[str, Any]:
-    """Every path absolute; nothing left to Axolotl's defaults that matters to the result."""
+    """Every path absolute; nothing left to Axolotl's defaults that matters to the result.
+    `cuda`: whether the machine that trains has CUDA (several CPU processes need a fix)."""
     targets: dict[str, Any] = (
         {"lora_target_linear": True}
         if train.target_modules == "all-linear"
@@ -101,7 +111,52 @@ def render_axolotl_config(
         )
     if init_adapter_dir is not None:
         config["lora_model_dir"] = str(init_adapter_dir)
+    if train.distributed.processes > 1 and not cuda:
+        config.update(_cpu_processes())
+    if train.deepspeed:
+        config["deepspeed"] = str(DEEPSPEED_CONFIGS / f"{train.deepspeed}.json")
+    if train.fsdp:
+        config.update(_fsdp(train.fsdp, base_model_dir))
     return config
+
+
+def _cpu_processes() -> dict[str, Any]:
+    """With WORLD_SIZE > 1, Axolotl 0.19 sets device_map to {"": LOCAL_RANK}, an accelerator
+    index that a machine without one cannot resolve ("Cannot access accelerator device").
+    A max_memory makes it compute the map from the memory budgets instead: CPU only, so
+    every process loads the whole model on the CPU (DDP keeps a full copy per process)."""
+    return {"max_memory": {"cpu": CPU_MEMORY_CAP}}
+
+
+def _fsdp(fsdp: FsdpSection, base_model_dir: Path) -> dict[str, Any]:
+    """FSDP2 as Axolotl 0.19 reads it: top-level fsdp_version, unprefixed fsdp_config keys."""
+    return {
+        "fsdp_version": 2,
+        "fsdp_config": {
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "transformer_layer_cls_to_wrap": fsdp.wrap_layer or _decoder_layer(base_model_dir),
+            "offload_params": fsdp.offload_params,
+            "activation_checkpointing": fsdp.activation_checkpointing,
+            "reshard_after_forward": fsdp.reshard_after_forward,
+            # One whole adapter file at the end, like every other run.
+            "state_dict_type": "FULL_STATE_DICT",
+        },
+    }
+
+
+def _decoder_layer(base_model_dir: Path) -> str:
+    """The decoder layer class of a Hugging Face causal LM: LlamaForCausalLM ->
+    LlamaDecoderLayer (the naming transformers uses for its decoder models)."""
+    config_file = base_model_dir / "config.json"
+    architectures = []
+    if config_file.is_file():
+        architectures = json.loads(config_file.read_text()).get("architectures") or []
+    if len(architectures) == 1 and architectures[0].endswith("ForCausalLM"):
+        return architectures[0].removesuffix("ForCausalLM") + "DecoderLayer"
+    raise ValueError(
+        f"train.fsdp: cannot tell the decoder layer class of {base_model_dir} from its "
+        f"config.json (architectures: {architectures}); set train.fsdp.wrap_layer"
+    )
 
 
 def _dataset(train: TrainSection, train_file: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pipelines.lib import gate, tracking
 from pipelines.lib.asset_values import BaseModelValue, CheapRungs, RawData, Split, StageError
 from pipelines.lib.dataset import read_conversations, read_jsonl, sha256_file, write_jsonl
 from pipelines.lib.inference import Infer
-from pipelines.lib.probes import all_probes
+from pipelines.lib.probes import probes_for
 from pipelines.lib.retrieval import Retriever, chunk_corpus, recall_at_k, retrieval_messages
 from pipelines.lib.training_set import as_sft
 from pipelines.recipe import LoadedRecipe
@@ -110,11 +110,17 @@ def run_cheap_rungs(
     train = as_sft(read_conversations(Path(split.train_file)))
     heldout = as_sft(read_conversations(Path(split.heldout_file)))
     contexts, retrieval, contexts_file = retrieve(recipe, heldout, folder)
-    probes = all_probes() if cfg.probes else []
+    probes = probes_for(cfg.probes)
     requests = ladder.build_cheap_requests(heldout, train, cfg, seed, probes, contexts)
     run_id = tracking.start_run(recipe.id, dagster_run_id, tags)
     with tracking.failing_marks_run(run_id) as client:
-        inference = infer(requests, {}, mlflow_run_id=run_id)
+        try:
+            inference = infer(requests, {}, mlflow_run_id=run_id)
+        except Exception as exc:  # the worker's own error type is private to Dagster Pipes
+            raise StageError(
+                f"recipe {recipe.id}: the base model could not answer the cheap rungs "
+                f"(trainer env worker; MLflow run {run_id} marked FAILED): {exc}"
+            ) from exc
         answers_file = folder / "answers.jsonl"
         write_jsonl(
             [

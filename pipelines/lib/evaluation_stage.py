@@ -26,7 +26,7 @@ from pipelines.lib.asset_values import (
 from pipelines.lib.cheap_rungs_stage import read_answers, read_contexts
 from pipelines.lib.dataset import read_conversations, write_jsonl
 from pipelines.lib.inference import Infer
-from pipelines.lib.probes import all_probes
+from pipelines.lib.probes import probes_for
 from pipelines.lib.report import ladder_markdown, metric_charts
 from pipelines.lib.teacher import TeacherError, ask_http_teacher_rows
 from pipelines.lib.training_set import as_sft
@@ -177,7 +177,7 @@ def run_evaluation(
     heldout = as_sft(read_conversations(Path(split.heldout_file)))
     heldout_file = folder / "heldout_conversations.jsonl"
     write_jsonl(heldout[["id", "messages"]].to_dict("records"), heldout_file)
-    probes = all_probes() if cfg.probes else []
+    probes = probes_for(cfg.probes)
     adapters, champion = _adapters(
         recipe, base_model, training_set, training_run, folder, reproduces
     )

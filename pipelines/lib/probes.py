@@ -356,6 +356,13 @@ def all_probes(limit: int | None = None) -> list[Probe]:
     return probes if limit is None else probes[:limit]
 
 
+def probes_for(setting: bool | int) -> list[Probe]:
+    """The probes a recipe asks (`eval.probes`): all, none, or the first N."""
+    if setting is False:
+        return []
+    return all_probes(None if setting is True else int(setting))
+
+
 def family_counts(probes: Iterable[Probe]) -> dict[str, int]:
     """How many probes of each skill, in the order the skills first appear."""
     return dict(Counter(p.skill for p in probes))

@@ -7,11 +7,12 @@ run is then marked FAILED and nothing downstream sees an adapter.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from pipelines import paths
-from pipelines.lib import tracking, trainer_env
+from pipelines.lib import launchers, tracking, trainer_env
 from pipelines.lib.asset_values import (
     BaseModelValue,
     RawData,
@@ -25,7 +26,8 @@ from pipelines.lib.base_model import adapter_sha256, resolve_adapter
 from pipelines.lib.data_lineage import log_data_lineage
 from pipelines.recipe import LoadedRecipe
 
-# launch(axolotl_config, log_file, adapter_dir, mlflow_run_id): train, raise on failure.
+# launch(axolotl_config, log_file, adapter_dir, mlflow_run_id): train, raise on failure;
+# the command to run is in the launch file beside the config (launchers.read_launch_file).
 Launch = Callable[[Path, Path, Path, str], None]
 LOG_TAIL_LINES = 40
 
@@ -105,12 +107,16 @@ def train_adapter(
 ) -> TrainingRun:
     """Render the Axolotl config, train in the trainer env, log lineage; the adapter."""
     train = recipe.spec.train
-    if train.adapter == "qlora" and not trainer_env.cuda_available():
+    needs_cuda_answer = train.adapter == "qlora" or launchers.depends_on_cuda(train)
+    cuda = trainer_env.cuda_available() if needs_cuda_answer else False
+    if train.adapter == "qlora" and not cuda:
         raise StageError(
             f"recipe {recipe.id}: QLoRA (train.adapter: qlora) loads the base model in 4 bits "
             "with bitsandbytes, which needs a CUDA GPU, and this machine has none. Run it on a "
             "GPU machine, or use train.adapter: lora here."
         )
+    if reason := launchers.refusal(train, cuda=cuda):  # DeepSpeed, FSDP, torchrun on a CPU
+        raise StageError(f"recipe {recipe.id}: {reason}")
     tags = lineage_tags(recipe, base_model, raw, split, training_set, reproduces)
     run_id = tracking.start_run(recipe.id, dagster_run_id, tags)
     with tracking.failing_marks_run(run_id) as client:
@@ -122,8 +128,19 @@ def train_adapter(
             mlflow_tracking_uri=paths.mlflow_tracking_uri(),
             mlflow_experiment=tracking.EXPERIMENT,
             init_adapter_dir=init_adapter_dir(recipe),
+            cuda=cuda,
         )
         config_file = write_axolotl_config(config, folder / "axolotl.yml")
+        command = launchers.axolotl_command(
+            paths.TRAINER_PYTHON.parent,
+            config_file,
+            train.distributed,
+            cuda,
+            path=os.environ.get("PATH", ""),
+            # the user's OMP_NUM_THREADS wins; else the cores are shared out
+            cpu_threads=None if "OMP_NUM_THREADS" in os.environ else len(os.sched_getaffinity(0)),
+        )
+        launchers.write_launch_file(command, config_file)
         client.log_artifact(run_id, str(recipe.path), "recipe")
         client.log_artifact(run_id, str(config_file), "axolotl")
         tracking.log_params(client, run_id, tracking.flatten("recipe", recipe.spec.model_dump()))

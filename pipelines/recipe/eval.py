@@ -18,10 +18,10 @@ GATE_METRICS: dict[str, tuple[str, ...]] = {
 
 
 class GateSection(Section):
-    """The ship gate: the tune ships only if it beats the best cheaper rung (zero-shot or
-    few-shot base model) on the primary metric by more than 0 and at least `min_margin`,
-    with a paired-bootstrap interval above zero, and loses no more forgetting probes than
-    `allowed_regressions`."""
+    """The ship gate: the tune ships only if it beats the best cheaper rung (zero-shot,
+    few-shot or retrieval base model) on the primary metric by more than 0 and at least
+    `min_margin`, with a paired-bootstrap interval above zero, and loses no more forgetting
+    probes than `allowed_regressions`."""
 
     primary_metric: str | None = Field(
         default=None,
@@ -100,7 +100,11 @@ class EvalSection(Section):
         le=100_000,
         description="Training rows the tune answers, for the overfitting gap.",
     )
-    probes: bool = Field(default=True, description="Run the forgetting probes.")
+    probes: bool | int = Field(
+        default=True,
+        description="Forgetting probes: true asks the whole suite (about 300), false none, "
+        "a number N the first N of it (a sample balanced across skills).",
+    )
     bootstrap_resamples: int = Field(
         default=1000, ge=100, le=1_000_000, description="Paired bootstrap draws."
     )
@@ -129,6 +133,8 @@ class EvalSection(Section):
 
     @model_validator(mode="after")
     def _consistent_with_task(self) -> EvalSection:
+        if type(self.probes) is int and self.probes < 1:
+            raise ValueError("eval.probes: a number of probes must be at least 1 (or false)")
         if self.labels is not None and self.task != "classification":
             raise ValueError("eval.labels is only used with eval.task: classification")
         allowed = GATE_METRICS[self.task]

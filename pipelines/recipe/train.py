@@ -1,10 +1,10 @@
-"""The `train` section and its method sub-sections (dpo, distill, rehearsal)."""
+"""The `train` section and its sub-sections (dpo, distill, rehearsal, distributed, fsdp)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipelines.recipe.base import Section
 
@@ -79,6 +79,65 @@ class RehearsalSection(Section):
     )
 
 
+class DistributedSection(Section):
+    """How `axolotl train` is launched: one process, or data-parallel copies of the
+    training (DDP) that each take a share of every batch and average their gradients.
+
+    Rules: `processes` above 1 needs `launcher: accelerate` or `torchrun`. On a machine
+    without CUDA only `accelerate` runs several processes (rung starts them with
+    accelerate's CPU setting, so they synchronise over gloo); `torchrun` there is
+    refused when training starts, since its copies would not synchronise. Each process
+    takes `micro_batch_size` rows per step: N processes make the total batch N times
+    larger and an epoch N times fewer optimizer steps."""
+
+    launcher: Literal["python", "accelerate", "torchrun"] = Field(
+        default="python",
+        description=(
+            "python: one process, no launcher; accelerate: `accelerate launch` (CPU or "
+            "GPU); torchrun: `torchrun --standalone` (GPU only)."
+        ),
+    )
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Training processes on this machine (one per GPU on a GPU machine).",
+    )
+
+    @model_validator(mode="after")
+    def _launcher_runs_the_processes(self) -> DistributedSection:
+        if self.processes > 1 and self.launcher == "python":
+            raise ValueError(
+                f"processes: {self.processes} needs launcher: accelerate or torchrun "
+                "(launcher: python starts one process)"
+            )
+        return self
+
+
+class FsdpSection(Section):
+    """Fully sharded data parallel (FSDP2, `fsdp_version: 2`): parameters, gradients and
+    optimizer state are split across the processes. CUDA only."""
+
+    wrap_layer: str | None = Field(
+        default=None,
+        description=(
+            "The transformer layer class each FSDP unit wraps, e.g. LlamaDecoderLayer; "
+            "default: from the base model's config.json (XForCausalLM -> XDecoderLayer)."
+        ),
+    )
+    offload_params: bool = Field(
+        default=False, description="Keep sharded parameters in CPU memory between uses."
+    )
+    activation_checkpointing: bool = Field(
+        default=False,
+        description="Recompute activations in the backward pass: less memory, more compute.",
+    )
+    reshard_after_forward: bool = Field(
+        default=True,
+        description="Free the gathered parameters after each forward pass (ZeRO-3-like).",
+    )
+
+
 class TrainSection(Section):
     """The training method, the LoRA adapter and the optimizer (rendered into Axolotl's
     config). Rules that tie `train` to `data` are listed under the whole recipe."""
@@ -150,3 +209,35 @@ class TrainSection(Section):
         default=5, gt=0, le=1_000_000, description="Log train loss every N steps."
     )
     seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Training seed.")
+    distributed: DistributedSection = Field(
+        default_factory=lambda: DistributedSection(),
+        description="The launcher and the number of training processes (data parallel).",
+    )
+    deepspeed: Literal["zero2", "zero3"] | None = Field(
+        default=None,
+        description=(
+            "DeepSpeed ZeRO stage 2 (optimizer state and gradients sharded) or 3 (parameters "
+            "too), with the config rung ships (pipelines/lib/deepspeed/). CUDA only; needs "
+            "distributed.launcher accelerate or torchrun and `axolotl[deepspeed]` in the "
+            "trainer env; not with fsdp."
+        ),
+    )
+    fsdp: FsdpSection | None = Field(
+        default=None,
+        description=(
+            "Shard the model with FSDP2. CUDA only; needs distributed.launcher accelerate or "
+            "torchrun; not with deepspeed."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _sharding_has_a_launcher(self) -> TrainSection:
+        if self.deepspeed and self.fsdp:
+            raise ValueError("deepspeed and fsdp both shard the model: pick one")
+        sharding = "deepspeed" if self.deepspeed else "fsdp" if self.fsdp else None
+        if sharding and self.distributed.launcher == "python":
+            raise ValueError(
+                f"{sharding} needs distributed.launcher: accelerate or torchrun "
+                "(launcher: python starts no distributed backend)"
+            )
+        return self

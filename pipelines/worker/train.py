@@ -8,9 +8,9 @@ log are raised, so the Dagster run shows why without opening a file.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
-import sys
 from collections import deque
 from pathlib import Path
 
@@ -51,17 +51,19 @@ def _stream(process: subprocess.Popen, log_file: Path, context) -> deque[str]:
     return tail
 
 
+def trainer_environment(command_env: dict[str, str]) -> dict[str, str]:
+    """This worker's environment, plus the launch command's variables, minus Dagster
+    Pipes' own: only this process talks to Dagster, whatever number of training
+    processes the launcher starts (their output reaches Dagster through this one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_PIPES_")}
+    return {**env, **command_env}
+
+
 def main() -> None:
     with open_dagster_pipes() as context:
-        config = Path(context.get_extra("axolotl_config"))
         log_file = Path(context.get_extra("log_file"))
-        command = [
-            str(Path(sys.executable).with_name("axolotl")),
-            "train",
-            str(config),
-            "--launcher",
-            "python",
-        ]
+        # `axolotl train <config> --launcher ...`, rendered by pipelines/lib/launchers.py
+        command = [str(part) for part in context.get_extra("command")]
         context.log.info("running: " + " ".join(command))
         process = subprocess.Popen(
             command,
@@ -69,6 +71,7 @@ def main() -> None:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
+            env=trainer_environment(context.get_extra("command_env")),
         )
         tail = _stream(process, log_file, context)
         if process.wait() != 0:
