@@ -46,9 +46,11 @@ def test_every_asset_materialized_in_the_persistent_instance(tiny_run):
     instance = dg.DagsterInstance.get()
     # registered_prompt materializes only when a cheaper rung reached eval.target (unset here)
     for name in [a for a in job_assets() if a != "registered_prompt"]:
-        event = instance.get_latest_materialization_event(dg.AssetKey(name))
-        assert event is not None and event.run_id == outcome.dagster_run_id, name
-        assert event.asset_materialization.partition == recipe.id
+        # this recipe's partition: other tests materialize other recipes in the same instance
+        wanted = dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[recipe.id])
+        records = instance.fetch_materializations(wanted, limit=1).records
+        assert records and records[0].run_id == outcome.dagster_run_id, name
+        assert records[0].asset_materialization.partition == recipe.id
     assert instance.get_run_by_id(outcome.dagster_run_id).job_name == "fine_tune"
 
 
