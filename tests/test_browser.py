@@ -318,7 +318,10 @@ def test_the_experiment_opens_on_its_runs_table_with_rung_tags(page, mlflow_ui, 
     save_screenshot(page, "mlflow-runs-table")
 
     run_id = _mlflow_run_id(outcome.dagster_run_id)
-    page.goto(f"{mlflow_ui.url}/#/experiments/{_experiment_id()}/runs/{run_id}")
+    page.goto(
+        f"{mlflow_ui.url}/#/experiments/{_experiment_id()}/runs/{run_id}"
+        "?workflowType=machine_learning"
+    )
     for tag in ("rung.recipe_id", "rung.data_dvc_md5", "rung.recipe_sha256", "rung.verdict"):
         expect(shown(page, tag)).to_be_visible()
     save_screenshot(page, "mlflow-run-tags")
@@ -336,13 +339,23 @@ def test_two_runs_compare_side_by_side(page, mlflow_ui, tiny_run, ui_run):
     expect(shown(page, "Comparing 2 Runs")).to_be_visible()
     for run_id in runs:
         expect(shown(page, run_id)).to_be_visible()
-    expect(shown(page, "tuned.field_f1", exact=True)).to_be_visible()
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
     save_screenshot(page, "mlflow-compare-page")
+    # a metric row of the comparison opens that metric's chart for both runs
+    page.get_by_role("link", name="baseline.field_f1", exact=True).click()
+    expect(shown(page, "baseline.field_f1", exact=True)).to_be_visible()
+    for name in names:
+        expect(page.get_by_role("link", name=name, exact=True).first).to_be_visible()
+        expect(shown(page, f"{name} (baseline.field_f1)")).to_be_visible()  # the legend
+    save_screenshot(page, "mlflow-compare-metric")
 
     # the chart view: every run's value of each metric, one bar chart per metric
     page.goto(_experiment_page(mlflow_ui))
     page.locator("label:has(input[name=runs-view-mode][value=CHART])").click()
+    search = page.get_by_placeholder(re.compile("metrics.rmse"))  # the runs search box
+    search.fill("attributes.run_id IN (" + ", ".join(f"'{run}'" for run in runs) + ")")
+    search.press("Enter")
+    expect(shown(page, "2 matching runs")).to_be_visible()
     page.get_by_placeholder("Search metric charts").fill("field_f1")
     for metric in ("baseline.field_f1", "few_shot.field_f1", "tuned.field_f1"):
         expect(shown(page, metric, exact=True)).to_be_visible()
@@ -380,11 +393,14 @@ def test_the_registered_model_shows_aliases_and_lineage_tags(page, mlflow_ui, ti
 
 
 @pytest.mark.parametrize(
-    ("artifact", "screenshot"),
-    [("data_card/data_card.html", "mlflow-data-card"), ("evaluation/report.html", "mlflow-report")],
+    ("artifact", "screenshot", "in_readme"),
+    [
+        ("data_card/data_card.html", "mlflow-data-card", True),
+        ("evaluation/report.html", "mlflow-report", False),
+    ],
 )
 def test_html_reports_show_their_charts_in_the_artifact_view(
-    page, mlflow_ui, tiny_run, artifact, screenshot
+    page, mlflow_ui, tiny_run, artifact, screenshot, in_readme
 ):
     """MLflow's markdown view shows no image (it drops data URIs and prints other image
     links as text); its HTML view does, so each report is also logged as HTML."""
@@ -392,10 +408,12 @@ def test_html_reports_show_their_charts_in_the_artifact_view(
     run_id = _mlflow_run_id(outcome.dagster_run_id)
     page.goto(
         f"{mlflow_ui.url}/#/experiments/{_experiment_id()}/runs/{run_id}/artifacts/{artifact}"
+        "?workflowType=machine_learning"
     )
     frame = page.frame_locator("iframe").first
     images = frame.locator("img")
     expect(images.first).to_be_visible()
     widths = images.evaluate_all("imgs => imgs.map(img => img.naturalWidth)")
     assert widths and all(width > 0 for width in widths), widths
-    save_screenshot(page, screenshot, readme=True)
+    images.first.evaluate("img => img.scrollIntoView({block: 'center'})")
+    save_screenshot(page, screenshot, readme=in_readme)

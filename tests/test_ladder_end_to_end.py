@@ -93,6 +93,7 @@ def test_the_retrieval_rung_answers_with_passages_and_reports_recall():
     # the retrieval prompt is longer: it pays per request for its passages
     costs = {name: scores["prompt_tokens"] for name, scores in cheap.candidates.items()}
     assert costs["retrieval"] > costs["baseline"]
-    if cheap.winner == "retrieval":
-        assert "{{context}}" in version.template[-1]["content"]
-        assert version.tags["rung.retrieval"] == "bm25, k=2"
+    # measured on this fixture: contains_answer 0.15 zero-shot and few-shot, 0.23 retrieval
+    assert cheap.winner == "retrieval"
+    assert "{{context}}" in version.template[-1]["content"]
+    assert version.tags["rung.retrieval"] == "bm25, k=2"

@@ -32,7 +32,7 @@ HASH_TAGS = (
     "rung.heldout_sha256",
 )
 # Metrics that measure the machine, not the model: shown, never compared.
-TIMING_WORDS = ("time", "per_s", "flos", "memory", "mem_")
+TIMING_WORDS = ("time", "seconds", "per_s", "flos", "memory", "mem_")
 # |reproduced - original| <= ABS_TOLERANCE + REL_TOLERANCE * |original|
 ABS_TOLERANCE = 1e-3
 REL_TOLERANCE = 1e-3
