@@ -6,7 +6,7 @@ import dagster as dg
 
 from pipelines import defs
 from pipelines.defs.partitions import recipe_partitions
-from pipelines.defs.resources import pipes_subprocess_client
+from pipelines.defs.resources import TrainerBackend, pipes_subprocess_client
 from pipelines.lib.offline import apply_offline_env
 
 apply_offline_env()
@@ -27,5 +27,8 @@ defs = dg.Definitions(
     assets=dg.load_assets_from_package_module(defs),
     asset_checks=dg.load_asset_checks_from_package_module(defs),
     jobs=[fine_tune_job],
-    resources={"pipes_subprocess_client": pipes_subprocess_client()},
+    resources={
+        "pipes_subprocess_client": pipes_subprocess_client(),
+        "trainer_backend": TrainerBackend.from_env(),  # RUNG_TRAINER=k8s: a pod
+    },
 )

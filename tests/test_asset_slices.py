@@ -49,7 +49,7 @@ def materialize_slice(recipe_id: str) -> tuple[dg.ExecuteInProcessResult, StandI
     result = dg.materialize(
         [*defs.assets, *defs.asset_checks],
         partition_key=recipe_id,
-        resources={"pipes_subprocess_client": worker},
+        resources={**defs.resources, "pipes_subprocess_client": worker},  # a stand-in worker
         selection=SLICE,
         instance=dg.DagsterInstance.get(),
         tags={"rung/cache": "off"},

@@ -1,15 +1,18 @@
 """The trainer environment, reached through Dagster Pipes: answering generation requests
-(pipelines/worker/evaluate.py) and training (pipelines/worker/train.py)."""
+(pipelines/worker/evaluate.py) and training (pipelines/worker/train.py), the latter as a
+local subprocess or in a Kubernetes pod."""
 
 import json
 from pathlib import Path
 
 import dagster as dg
+from dagster_k8s import PipesK8sClient
 
 from pipelines import paths
-from pipelines.lib import launchers, tracking
+from pipelines.lib import k8s_pod, launchers, tracking
 from pipelines.lib.inference import Infer, Inference
 from pipelines.lib.training_stage import Launch
+from pipelines.recipe import TrainSection
 from pipelines.worker import evaluate as evaluate_worker
 from pipelines.worker import train as train_worker
 
@@ -85,18 +88,52 @@ def pipes_launch(context: dg.AssetExecutionContext, client: dg.PipesSubprocessCl
     """A `Launch` that runs `axolotl train` in the trainer env, logging into the MLflow run."""
 
     def launch(config_file: Path, log_file: Path, adapter_dir: Path, mlflow_run_id: str) -> None:
-        command = launchers.read_launch_file(config_file)  # written beside the config
         client.run(
             context=context,
             command=_worker(train_worker),
-            extras={
-                "axolotl_config": str(config_file),
-                "log_file": str(log_file),
-                "adapter_dir": str(adapter_dir),
-                "command": command.argv,
-                "command_env": command.env,
-            },
+            extras=_train_extras(config_file, log_file, adapter_dir),
             env=pipes_env(mlflow_run_id),
+        )
+
+    return launch
+
+
+def _train_extras(config_file: Path, log_file: Path, adapter_dir: Path) -> dict:
+    command = launchers.read_launch_file(config_file)  # written beside the config
+    return {
+        "axolotl_config": str(config_file),
+        "log_file": str(log_file),
+        "adapter_dir": str(adapter_dir),
+        "command": command.argv,
+        "command_env": command.env,
+    }
+
+
+def pipes_k8s_launch(
+    context: dg.AssetExecutionContext,
+    client: PipesK8sClient,
+    settings: k8s_pod.K8sSettings,
+    recipe_id: str,
+    train: TrainSection,
+) -> Launch:
+    """A `Launch` that runs the same worker and `axolotl train` command in a pod of the
+    trainer image (the command was rendered for the pod: see k8s_pod.trainer_host)."""
+
+    def launch(config_file: Path, log_file: Path, adapter_dir: Path, mlflow_run_id: str) -> None:
+        meta, spec = k8s_pod.pod_body(
+            settings,
+            train,
+            recipe_id=recipe_id,
+            command=k8s_pod.worker_command(train_worker.__name__),
+            mlflow_run_id=mlflow_run_id,
+            mlflow_experiment=tracking.EXPERIMENT,
+        )
+        client.run(
+            context=context,
+            namespace=settings.namespace,
+            extras=_train_extras(config_file, log_file, adapter_dir),
+            base_pod_meta=meta,
+            base_pod_spec=spec,
         )
 
     return launch

@@ -1,11 +1,13 @@
-"""Axolotl training in the trainer environment, tracked in one MLflow run."""
+"""Axolotl training in the trainer environment (a local subprocess, or a Kubernetes pod
+when RUNG_TRAINER=k8s), tracked in one MLflow run."""
 
 import dagster as dg
 
 from pipelines.defs.factory import materialize, recipe_asset, reproduced_run, workdir
-from pipelines.defs.inference import pipes_launch
+from pipelines.defs.inference import pipes_k8s_launch, pipes_launch
 from pipelines.defs.partitions import recipe_for
-from pipelines.lib import tracking
+from pipelines.defs.resources import TrainerBackend
+from pipelines.lib import k8s_pod, tracking
 from pipelines.lib import training_stage as stage
 from pipelines.lib.asset_values import BaseModelValue, RawData, Split, TrainingRun, TrainingSet
 
@@ -14,6 +16,7 @@ from pipelines.lib.asset_values import BaseModelValue, RawData, Split, TrainingR
 def training_run(
     context: dg.AssetExecutionContext,
     pipes_subprocess_client: dg.PipesSubprocessClient,
+    trainer_backend: TrainerBackend,
     base_model: BaseModelValue,
     raw_data: RawData,
     split: Split,
@@ -21,20 +24,38 @@ def training_run(
 ) -> dg.Output[TrainingRun]:
     """Axolotl LoRA training in the trainer environment, tracked in one MLflow run."""
     recipe = recipe_for(context)
-    return materialize(
-        context,
-        TrainingRun,
-        inputs=stage.cache_inputs(recipe, base_model, raw_data, split, training_set),
-        compute=lambda key: stage.train_adapter(
+    train = recipe.spec.train
+    settings = trainer_backend.k8s_settings()  # None: the local subprocess
+
+    def train_adapter(key: str) -> TrainingRun:
+        folder, launch, host = (
+            workdir(context),
+            pipes_launch(context, pipes_subprocess_client),
+            None,
+        )
+        if settings:  # a pod, which reads and writes these through its volume
+            pod_files = {"run folder": folder, "base model": base_model.path}
+            k8s_pod.require_on_volume(settings, {**pod_files, "rows": training_set.file})
+            host = k8s_pod.trainer_host(settings, train)
+            client = trainer_backend.k8s_client()
+            launch = pipes_k8s_launch(context, client, settings, recipe.id, train)
+        return stage.train_adapter(
             recipe,
             base_model,
             raw_data,
             split,
             training_set,
-            workdir(context),
-            pipes_launch(context, pipes_subprocess_client),
+            folder,
+            launch,
             dagster_run_id=context.run_id,
             reproduces=reproduced_run(context),
-        ),
+            host=host,
+        )
+
+    return materialize(
+        context,
+        TrainingRun,
+        inputs=stage.cache_inputs(recipe, base_model, raw_data, split, training_set),
+        compute=train_adapter,
         reusable=lambda value, key: tracking.run_exists(value.mlflow_run_id),
     )

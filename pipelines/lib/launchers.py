@@ -33,6 +33,17 @@ from pipelines.recipe.train import DistributedSection
 LAUNCH_FILE = "launch.json"
 
 
+class TrainerHost(NamedTuple):
+    """Where `axolotl train` runs: this machine's trainer env (the default) or a pod in the
+    trainer image (pipelines/lib/k8s_pod.py)."""
+
+    trainer_bin: Path  # the trainer env's bin/: axolotl, accelerate, torchrun
+    cuda: bool | None = None  # None: ask this machine's trainer env, when it matters
+    path: str = ""  # the PATH the trainer bin/ goes in front of
+    cpu_threads: int | None = None  # cores to share out between CPU processes
+    mlflow_tracking_uri: str | None = None  # None: this machine's store
+
+
 class AxolotlCommand(NamedTuple):
     """The command line of `axolotl train` and the variables to set for it (on top of the
     worker's own environment)."""

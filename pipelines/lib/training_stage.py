@@ -93,6 +93,16 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def local_host() -> launchers.TrainerHost:
+    """This machine's trainer env (.venv-train), beside the orchestrator."""
+    return launchers.TrainerHost(
+        trainer_bin=paths.TRAINER_PYTHON.parent,
+        path=os.environ.get("PATH", ""),
+        # the user's OMP_NUM_THREADS wins; else the cores are shared out
+        cpu_threads=None if "OMP_NUM_THREADS" in os.environ else len(os.sched_getaffinity(0)),
+    )
+
+
 def train_adapter(
     recipe: LoadedRecipe,
     base_model: BaseModelValue,
@@ -104,11 +114,17 @@ def train_adapter(
     *,
     dagster_run_id: str,
     reproduces: str | None = None,
+    host: launchers.TrainerHost | None = None,
 ) -> TrainingRun:
-    """Render the Axolotl config, train in the trainer env, log lineage; the adapter."""
+    """Render the Axolotl config, train in the trainer env (on `host`: this machine by
+    default), log lineage; the adapter."""
     train = recipe.spec.train
+    host = host or local_host()
     needs_cuda_answer = train.adapter == "qlora" or launchers.depends_on_cuda(train)
-    cuda = trainer_env.cuda_available() if needs_cuda_answer else False
+    if host.cuda is not None:
+        cuda = host.cuda
+    else:
+        cuda = trainer_env.cuda_available() if needs_cuda_answer else False
     if train.adapter == "qlora" and not cuda:
         raise StageError(
             f"recipe {recipe.id}: QLoRA (train.adapter: qlora) loads the base model in 4 bits "
@@ -125,20 +141,19 @@ def train_adapter(
             base_model_dir=Path(base_model.path),
             train_file=Path(training_set.file),
             output_dir=folder,
-            mlflow_tracking_uri=paths.mlflow_tracking_uri(),
+            mlflow_tracking_uri=host.mlflow_tracking_uri or paths.mlflow_tracking_uri(),
             mlflow_experiment=tracking.EXPERIMENT,
             init_adapter_dir=init_adapter_dir(recipe),
             cuda=cuda,
         )
         config_file = write_axolotl_config(config, folder / "axolotl.yml")
         command = launchers.axolotl_command(
-            paths.TRAINER_PYTHON.parent,
+            host.trainer_bin,
             config_file,
             train.distributed,
             cuda,
-            path=os.environ.get("PATH", ""),
-            # the user's OMP_NUM_THREADS wins; else the cores are shared out
-            cpu_threads=None if "OMP_NUM_THREADS" in os.environ else len(os.sched_getaffinity(0)),
+            path=host.path,
+            cpu_threads=host.cpu_threads,
         )
         launchers.write_launch_file(command, config_file)
         client.log_artifact(run_id, str(recipe.path), "recipe")
