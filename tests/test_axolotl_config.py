@@ -4,7 +4,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.lib.axolotl_config import render_axolotl_config, write_axolotl_config
+from pipelines.lib.axolotl_config import (
+    GUARD_PLUGIN,
+    SEED_PLUGIN,
+    render_axolotl_config,
+    write_axolotl_config,
+)
 from pipelines.recipe import TrainSection
 
 
@@ -57,22 +62,24 @@ def test_written_file_round_trips(tmp_path):
     assert yaml.safe_load(path.read_text()) == config
 
 
-def test_the_seed_plugin_is_rendered_and_importable_where_axolotl_runs():
+def test_the_plugins_are_rendered_and_importable_where_axolotl_runs():
     import subprocess
 
     from pipelines import paths
 
-    (plugin,) = render()["plugins"]
-    module, name = plugin.rsplit(".", 1)
+    plugins = render()["plugins"]
+    assert plugins == [SEED_PLUGIN, GUARD_PLUGIN]
+    imports = "; ".join(f"from {p.rsplit('.', 1)[0]} import {p.rsplit('.', 1)[1]}" for p in plugins)
+    names = ", ".join(p.rsplit(".", 1)[1] + ".__name__" for p in plugins)
     done = subprocess.run(
-        [str(paths.TRAINER_PYTHON), "-c", f"import {module} as m; print(m.{name}.__name__)"],
+        [str(paths.TRAINER_PYTHON), "-c", f"{imports}; print({names})"],
         capture_output=True,
         text=True,
         cwd=paths.REPO_ROOT,
         env={"PYTHONPATH": str(paths.REPO_ROOT), "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == name
+    assert done.stdout.strip().splitlines()[-1] == "SeedPlugin DivergenceGuardPlugin"
 
 
 def test_several_cpu_processes_load_the_model_on_the_cpu():

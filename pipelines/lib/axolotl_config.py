@@ -12,10 +12,12 @@ from pipelines.recipe import TrainSection
 from pipelines.recipe.train import FsdpSection
 
 if TYPE_CHECKING:  # never imported here (it needs Axolotl), but part of this module's code:
-    from pipelines.worker import axolotl_seed  # noqa: F401  the asset code versions see it
+    from pipelines.worker import axolotl_guard, axolotl_seed  # noqa: F401  code versions see them
 
-# pipelines/worker/axolotl_seed.py, importable in the trainer env (PYTHONPATH = repo).
+# pipelines/worker/axolotl_*.py, importable in the trainer env (PYTHONPATH = repo).
 SEED_PLUGIN = "pipelines.worker.axolotl_seed.SeedPlugin"
+# Stops a training whose loss or gradient norm is NaN/inf and records why (divergence.json).
+GUARD_PLUGIN = "pipelines.worker.axolotl_guard.DivergenceGuardPlugin"
 # The DeepSpeed configs rung ships (train.deepspeed: zero2 | zero3); Axolotl's own are not
 # in its wheel.
 DEEPSPEED_CONFIGS = Path(__file__).parent / "deepspeed"
@@ -85,8 +87,9 @@ def render_axolotl_config(
         "save_strategy": "no",
         "seed": train.seed,
         # Seeds the adapter's initial weights too (Axolotl seeds only the Trainer, later):
-        # without it two runs of the same recipe train different adapters.
-        "plugins": [SEED_PLUGIN],
+        # without it two runs of the same recipe train different adapters. The guard stops
+        # a training that diverged (NaN/inf) instead of saving an adapter of NaNs.
+        "plugins": [SEED_PLUGIN, GUARD_PLUGIN],
         "dataloader_num_workers": 0,
         # Training metrics go to the MLflow run the pipeline created (MLFLOW_RUN_ID).
         "use_mlflow": True,

@@ -25,6 +25,7 @@ from pipelines.lib.axolotl_config import render_axolotl_config, write_axolotl_co
 from pipelines.lib.base_model import adapter_sha256, resolve_adapter
 from pipelines.lib.data_lineage import log_data_lineage
 from pipelines.recipe import LoadedRecipe
+from pipelines.worker.divergence import describe_divergence, read_divergence
 
 # launch(axolotl_config, log_file, adapter_dir, mlflow_run_id): train, raise on failure;
 # the command to run is in the launch file beside the config (launchers.read_launch_file).
@@ -103,6 +104,17 @@ def local_host() -> launchers.TrainerHost:
     )
 
 
+def _diverged(recipe: LoadedRecipe, run_id: str, record: dict, client) -> StageError:
+    """The error for a training the guard stopped (NaN/inf loss or gradient norm); the
+    MLflow run says why too (tag rung.failure)."""
+    cause = describe_divergence(record)
+    client.set_tag(run_id, "rung.failure", cause)
+    return StageError(
+        f"recipe {recipe.id}: {cause}; MLflow run {run_id} marked FAILED; nothing registered. "
+        "Lower train.learning_rate (or add train.warmup_steps) and run it again."
+    )
+
+
 def train_adapter(
     recipe: LoadedRecipe,
     base_model: BaseModelValue,
@@ -167,10 +179,14 @@ def train_adapter(
         try:
             launch(config_file, log_file, adapter_dir, run_id)
         except Exception as exc:  # the worker's own error type is private to Dagster Pipes
+            if diverged := read_divergence(adapter_dir):
+                raise _diverged(recipe, run_id, diverged, client) from exc
             raise StageError(
                 f"training failed for recipe {recipe.id}; MLflow run {run_id} marked FAILED; "
                 f"last lines of {log_file}:\n{_tail(log_file)}"
             ) from exc
+        if diverged := read_divergence(adapter_dir):  # a worker that did not check
+            raise _diverged(recipe, run_id, diverged, client)
         client.log_artifact(run_id, str(log_file), "logs")
         history = client.get_metric_history(run_id, "train_loss")
         losses = client.get_metric_history(run_id, "loss")

@@ -302,6 +302,22 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(400, f"malformed JSON: {exc}", "malformed_json") from None
+    except RecursionError:  # e.g. 100,000 nested brackets: a client's error, not a 500
+        raise BadRequest(400, "malformed JSON: nested too deeply", "malformed_json") from None
+
+
+async def read_body(request: Any) -> bytes:
+    """The request body, refused (413) past MAX_BODY_BYTES before more of it is held in
+    memory: by its Content-Length when it says, else while it streams in."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BadRequest(413, f"request body over {MAX_BODY_BYTES} bytes", "body_too_large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BadRequest(413, f"request body over {MAX_BODY_BYTES} bytes", "body_too_large")
+    return bytes(body)
 
 
 def _content(message: Any, index: int) -> dict[str, str]:
@@ -391,6 +407,8 @@ def invocation_jobs(body: bytes, model: str) -> tuple[list[ChatJob], bool]:
         if not isinstance(records, list) or not records:
             raise BadRequest(400, "dataframe_records must be a non-empty list of {messages}")
         params = request.get("params") or {}
+        if not isinstance(params, dict):
+            raise BadRequest(400, 'params must be an object, e.g. {"max_new_tokens": 64}')
         limit = parse_max_tokens(params.get("max_new_tokens"), "max_new_tokens")
         return [
             ChatJob(
@@ -424,7 +442,7 @@ def build_app(engine: Engine, batcher: Batcher, base: dict[str, Any]) -> Any:
 
     async def chat(request: Request) -> Response:
         try:
-            job = parse_chat_request(await request.body(), engine.names)
+            job = parse_chat_request(await read_body(request), engine.names)
             ((answer, _),) = await answer_all([job])
         except BadRequest as exc:
             return error(exc)
@@ -445,7 +463,7 @@ def build_app(engine: Engine, batcher: Batcher, base: dict[str, Any]) -> Any:
                 )
             )
         try:
-            jobs, records = invocation_jobs(await request.body(), next(iter(adapters)))
+            jobs, records = invocation_jobs(await read_body(request), next(iter(adapters)))
             texts = [answer.text for answer, _ in await answer_all(jobs)]
         except BadRequest as exc:
             return error(exc)

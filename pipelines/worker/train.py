@@ -16,6 +16,8 @@ from pathlib import Path
 
 from dagster_pipes import open_dagster_pipes
 
+from pipelines.worker.divergence import DIVERGENCE_FILE, describe_divergence, read_divergence
+
 _LOSS_LINE = re.compile(r"\{'loss': .*\}")
 # The trainer's own bar has no label ("  40%|####  | 30/75 [..."); data-prep bars do.
 _PROGRESS = re.compile(r"^\s*\d+%\|[^|]*\| (\d+)/(\d+) \[")
@@ -65,6 +67,8 @@ def main() -> None:
         # `axolotl train <config> --launcher ...`, rendered by pipelines/lib/launchers.py
         command = [str(part) for part in context.get_extra("command")]
         context.log.info("running: " + " ".join(command))
+        adapter_dir = Path(context.get_extra("adapter_dir"))
+        (adapter_dir / DIVERGENCE_FILE).unlink(missing_ok=True)  # only this training's own
         process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -79,7 +83,9 @@ def main() -> None:
                 f"axolotl train exited with code {process.returncode}; last lines of {log_file}:\n"
                 + "\n".join(tail)
             )
-        adapter_dir = Path(context.get_extra("adapter_dir"))
+        if (diverged := read_divergence(adapter_dir)) is not None:
+            # Axolotl stopped (the guard plugin) and saved an adapter of NaNs: not a result.
+            raise RuntimeError(f"{describe_divergence(diverged)}; the adapter it saved is not used")
         if not (adapter_dir / "adapter_model.safetensors").is_file():
             raise RuntimeError(f"axolotl finished but wrote no adapter in {adapter_dir}")
         context.report_asset_materialization(metadata={"log_file": str(log_file)})
