@@ -27,7 +27,7 @@ from pipelines.lib.cheap_rungs_stage import read_answers, read_contexts
 from pipelines.lib.dataset import read_conversations, write_jsonl
 from pipelines.lib.inference import Infer
 from pipelines.lib.probes import probes_for
-from pipelines.lib.report import ladder_markdown, metric_charts
+from pipelines.lib.report import html_page, ladder_markdown, metric_charts
 from pipelines.lib.teacher import TeacherError, ask_http_teacher_rows
 from pipelines.lib.training_set import as_sft
 from pipelines.recipe import LoadedRecipe
@@ -101,7 +101,7 @@ def _log_report(client, run_id: str, folder: Path, report: dict, charts: dict[st
     for name, png in charts.items():
         (folder / "charts" / name).write_bytes(png)
         client.log_artifact(run_id, str(folder / "charts" / name), "evaluation/charts")
-    for name in ("report.json", "report.md", "predictions.parquet"):
+    for name in ("report.json", "report.md", "report.html", "predictions.parquet"):
         client.log_artifact(run_id, str(folder / name), "evaluation")
 
 
@@ -143,8 +143,9 @@ def _adapters(recipe, base_model, training_set, training_run, folder, reproduces
 
 
 def _write_report(folder: Path, report: dict, predictions, num_samples: int) -> dict[str, bytes]:
-    """report.json, predictions.parquet, and the markdown report twice: with its charts
-    linked as sibling files (MLflow) and inlined (Dagster has no image metadata)."""
+    """report.json, predictions.parquet, and the markdown report three ways: with its
+    charts linked as sibling files (MLflow), inlined (Dagster has no image metadata), and
+    as an HTML page (MLflow's markdown viewer shows no image; its HTML viewer does)."""
     charts = metric_charts(report)
     (folder / "charts").mkdir(exist_ok=True)
     (folder / "report.json").write_text(json.dumps(report, indent=2))
@@ -152,7 +153,9 @@ def _write_report(folder: Path, report: dict, predictions, num_samples: int) -> 
     samples = _samples(predictions, num_samples)
     relative = ladder_markdown(report, charts, samples, images="relative")
     (folder / "report.md").write_text(relative)
-    (folder / "report_embedded.md").write_text(ladder_markdown(report, charts, samples))
+    embedded = ladder_markdown(report, charts, samples)
+    (folder / "report_embedded.md").write_text(embedded)
+    (folder / "report.html").write_text(html_page(embedded, "Evaluation report"))
     return charts
 
 
