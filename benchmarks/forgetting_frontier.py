@@ -41,7 +41,9 @@ def run_setting(name: str, changes: dict, state: Path, recipes: Path) -> dict:
     recipe.write_text(yaml.safe_dump(spec, sort_keys=False))
     env = {**os.environ, "RUNG_STATE_DIR": str(state), "RUNG_RECIPES_DIR": str(recipes)}
     started = time.perf_counter()
-    subprocess.run([str(RUNG), "run", str(recipe)], env=env, check=True, stdout=subprocess.DEVNULL)
+    log = REPO / "benchmarks" / "results" / f"forgetting_frontier-{name}.txt"
+    with log.open("w") as out:  # the run's printed summary (the demo's, for the README)
+        subprocess.run([str(RUNG), "run", str(recipe)], env=env, check=True, stdout=out)
     seconds = time.perf_counter() - started
     report = json.loads(
         next((state / "runs" / recipe.stem).glob("*/evaluation/report.json")).read_text()

@@ -133,7 +133,7 @@ def test_artifacts_hold_recipe_config_adapter_and_report(tiny_run):
     assert client.list_artifacts(run_id, "evaluation/charts")
     # the HTML report carries its charts inline (MLflow's HTML viewer shows them)
     page = Path(client.download_artifacts(run_id, "evaluation/report.html")).read_text()
-    assert "Verdict:" in page and page.count("<img src=\"data:image/png;base64,") >= 2
+    assert "Verdict:" in page and page.count('<img src="data:image/png;base64,') >= 2
     local = client.download_artifacts(run_id, "recipe/address-tiny.yaml")
     assert Path(local).read_bytes() == recipe.path.read_bytes()
     predictions = pd.read_parquet(
