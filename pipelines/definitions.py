@@ -5,6 +5,7 @@ import warnings
 import dagster as dg
 
 from pipelines import defs
+from pipelines.defs.console import rung_console
 from pipelines.defs.partitions import recipe_partitions
 from pipelines.defs.resources import TrainerBackend, pipes_subprocess_client
 from pipelines.lib.offline import apply_offline_env
@@ -31,4 +32,5 @@ defs = dg.Definitions(
         "pipes_subprocess_client": pipes_subprocess_client(),
         "trainer_backend": TrainerBackend.from_env(),  # RUNG_TRAINER=k8s: a pod
     },
+    loggers={"console": rung_console},  # one line per event, a failure as its cause
 )
