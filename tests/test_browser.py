@@ -277,6 +277,46 @@ def test_a_crash_shows_as_a_failed_run(page, dagster_ui, crash_run):
     save_screenshot(page, "dagster-run-failure")
 
 
+CHECK_FAILS_RECIPE = "address-heldout-too-small"  # split.heldout_size fails for it alone
+
+
+@pytest.fixture(scope="module")
+def data_checks_runs():
+    """`rung check` of two recipes: one whose split checks pass, one whose heldout_size
+    fails (data stages only: seconds)."""
+    from pipelines.cli import DATA_ASSETS
+    from pipelines.launch import run_recipe
+    from pipelines.recipe import load_recipe, recipe_path
+
+    healthy = run_recipe(load_recipe(recipe_path(UI_RECIPE)), assets=DATA_ASSETS)
+    failing = run_recipe(load_recipe(recipe_path(CHECK_FAILS_RECIPE)), assets=DATA_ASSETS)
+    assert healthy.success and not failing.success
+    return healthy, failing
+
+
+def test_a_check_failing_in_one_partition_leaves_the_others_passed(
+    page, dagster_ui, data_checks_runs
+):
+    """Checks are partitioned like their assets: the check's Partitions tab shows each
+    recipe's own result (the check list shows the latest execution, of any partition)."""
+    page.goto(f"{dagster_ui.url}/assets/split?view=checks&checkDetail=heldout_size")
+    expect(shown(page, "heldout_size")).to_be_visible()
+    page.locator("button[role=tab]").filter(has_text="Partitions").click()
+    page.set_viewport_size(WIDE_VIEWPORT)
+    # each partition's own result: its counters and the check's description for it
+    for recipe_id, failed, summary in (
+        (UI_RECIPE, 0, r"^\d+ held-out rows \(data\.min_heldout_rows 5\)$"),
+        (CHECK_FAILS_RECIPE, 1, r"^4 held-out rows \(data\.min_heldout_rows 10; "),
+    ):
+        page.get_by_placeholder("Filter by partition").fill(recipe_id)
+        page.get_by_text(re.compile(f"^{recipe_id[:8]}.*")).first.click()
+        expect(shown(page, re.compile(f"^Failed \\({failed}\\)$"))).to_be_visible()
+        expect(shown(page, re.compile(f"^Passed \\({1 - failed}\\)$"))).to_be_visible()
+        expect(shown(page, re.compile(summary)).first).to_be_visible()
+        save_screenshot(page, f"dagster-check-partition-{'failed' if failed else 'passed'}")
+    page.set_viewport_size(VIEWPORT)
+
+
 # --- MLflow ------------------------------------------------------------------------
 
 
