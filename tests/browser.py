@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from http_client import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = Path(os.environ.get("RUNG_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
@@ -40,12 +40,6 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 RUNG = Path(sys.executable).with_name("rung")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from http_client import free_port, get_json, post_json
 
 from pipelines import cli, paths
 from pipelines.lib import serving, tracking
@@ -108,35 +108,12 @@ def test_a_mixed_adapter_batch_answers_as_one_at_a_time(engine_answers):
     assert batched[3]["new_tokens"] <= 4 and batched[0]["new_tokens"] <= 6
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _post(url: str, body: object | bytes, headers: dict | None = None) -> tuple[int, dict]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=600) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
-
-
 @pytest.fixture(scope="module")
 def server(adapters, tmp_path_factory):
     """The server on a free port: base + alpha (a "registered" version) + beta."""
     base = resolve_base_model("smollm2-135m-instruct")
     traffic = tmp_path_factory.mktemp("traffic")
-    port = _free_port()
+    port = free_port()
     spec = {
         "base": {
             "id": "smollm2-135m-instruct",
@@ -175,7 +152,7 @@ def server(adapters, tmp_path_factory):
     while True:
         assert process.poll() is None, process.stdout.read()[-3000:]
         try:
-            _get(url + "/health")
+            get_json(url + "/health")
             break
         except OSError:
             assert time.monotonic() < deadline, "the server did not start in 5 min"
@@ -198,7 +175,7 @@ def test_the_server_answers_concurrent_requests_for_different_adapters_in_one_ba
             "messages": [{"role": "user", "content": question}],
             "max_tokens": tokens,
         }
-        replies[i] = _post(
+        replies[i] = post_json(
             url + "/v1/chat/completions", body, {"Authorization": "Bearer sk-s3cr3t"}
         )
 
@@ -213,7 +190,7 @@ def test_the_server_answers_concurrent_requests_for_different_adapters_in_one_ba
     first = replies[0][1]
     assert first["model"] == "alpha" and first["model_version"] == "3"
     assert first["usage"]["completion_tokens"] == engine_answers["single"][0]["new_tokens"]
-    health = _get(url + "/health")
+    health = get_json(url + "/health")
     assert health["largest_batch"] >= 2 and health["errors"] == 0
 
     # the traffic log: one record per answered request, what was asked and answered, no headers
@@ -327,14 +304,14 @@ def test_the_server_answers_bad_requests_with_4xx_and_keeps_serving(server):
         BAD_REQUESTS[11],
         BAD_REQUESTS[-1],
     ]:
-        code, reply = _post(url + "/v1/chat/completions", body)
+        code, reply = post_json(url + "/v1/chat/completions", body)
         assert code == status and reason in reply["error"]["message"]
-    models = _get(url + "/v1/models")
+    models = get_json(url + "/v1/models")
     assert [m["id"] for m in models["data"]] == ["base", "alpha", "beta"]
     assert models["data"][1]["version"] == "3"
-    code, reply = _post(url + "/invocations", {"messages": [{"role": "user", "content": "x"}]})
+    code, reply = post_json(url + "/invocations", {"messages": [{"role": "user", "content": "x"}]})
     assert code == 400 and "2 adapters are served" in reply["error"]["message"]
-    assert _get(url + "/health")["status"] == "ok"
+    assert get_json(url + "/health")["status"] == "ok"
 
 
 def test_an_adapter_of_another_base_model_is_refused_at_start(adapters, tmp_path):
@@ -511,7 +488,7 @@ def test_rung_serve_serves_a_registered_version_by_alias_in_mlflows_protocol_too
         attachments={},
         dagster_run_id="dagster-e2e",
     )
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             str(paths.REPO_ROOT / ".venv" / "bin" / "rung"),
@@ -538,9 +515,9 @@ def test_rung_serve_serves_a_registered_version_by_alias_in_mlflows_protocol_too
                 assert time.monotonic() < deadline, "the server did not start in 5 min"
                 time.sleep(1)
         message = [{"role": "user", "content": QUESTION}]
-        code, answers = _post(url + "/invocations", {"messages": message, "max_new_tokens": 6})
+        code, answers = post_json(url + "/invocations", {"messages": message, "max_new_tokens": 6})
         assert code == 200 and isinstance(answers, list) and answers[0].strip()
-        code, reply = _post(
+        code, reply = post_json(
             url + "/v1/chat/completions",
             {"model": "serve-e2e", "messages": message, "max_tokens": 6},
         )

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from http_client import free_port, get_json, post_json
 
 from pipelines import paths
 from pipelines.lib.base_model import embedded_model_dir, resolve_base_model
@@ -78,27 +76,6 @@ BAD = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _post(url: str, body: object | bytes) -> tuple[int, dict | list]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=600) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def _rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     (line,) = [x for x in status.splitlines() if x.startswith("VmRSS:")]
@@ -124,7 +101,7 @@ def server(tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     )
     assert made.returncode == 0, made.stderr[-3000:]
     base = resolve_base_model("smollm2-135m-instruct")
-    port = _free_port()
+    port = free_port()
     spec = {
         "base": {"id": "smollm2-135m-instruct", "path": str(base.path), "weights": base.weights},
         "adapters": [{"name": "alpha", "path": str(folder / "alpha"), "version": "1"}],
@@ -154,7 +131,7 @@ def server(tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     while True:
         assert process.poll() is None, (folder / "server.log").read_text()[-3000:]
         try:
-            _get(url + "/health")
+            get_json(url + "/health")
             break
         except OSError:
             assert time.monotonic() < deadline, "the server did not start in 5 min"
@@ -173,7 +150,7 @@ def _good(i: int) -> tuple[str, dict]:
 
 
 def _ask(url: str, path: str, body: object | bytes) -> tuple[int, dict | list]:
-    return _post(url + path, body)
+    return post_json(url + path, body)
 
 
 def test_bad_requests_get_a_4xx_with_a_reason_and_never_stop_the_server(server):
@@ -182,7 +159,7 @@ def test_bad_requests_get_a_4xx_with_a_reason_and_never_stop_the_server(server):
         code, reply = _ask(url, path, body)
         assert (code, reason in reply["error"]["message"]) == (status, True), (path, reply)
         assert process.poll() is None
-    health = _get(url + "/health")
+    health = get_json(url + "/health")
     assert health["status"] == "ok" and health["errors"] == 0
     code, reply = _ask(url, *_good(0))
     assert code == 200 and reply["choices"][0]["message"]["content"]
@@ -194,7 +171,7 @@ def test_a_burst_of_50_mixed_requests_is_answered_with_bounded_memory(server):
     first = _ask(url, *_good(1))
     assert first[0] == 200
     before = _rss_mb(process.pid)
-    answered_before = _get(url + "/health")["requests"]
+    answered_before = get_json(url + "/health")["requests"]
 
     # every fifth request is a bad one, of each kind in turn; all 50 in flight together
     burst = [BAD[(i // 5) % len(BAD)][:2] if i % 5 == 4 else _good(i) for i in range(BURST)]
@@ -224,7 +201,7 @@ def test_a_burst_of_50_mixed_requests_is_answered_with_bounded_memory(server):
             assert reply["model"] == burst[i][1]["model"]
             assert reply["usage"]["completion_tokens"] <= 4
     good = sum(1 for status, _ in expected if status == 200)
-    health = _get(url + "/health")
+    health = get_json(url + "/health")
     assert health["errors"] == 0 and health["queued"] == 0
     assert health["requests"] - answered_before == good  # each good one answered once
     assert 2 <= health["largest_batch"] <= MAX_BATCH  # the burst was batched
