@@ -52,6 +52,7 @@ ROLES = ("system", "user", "assistant")
 MAX_TOKENS_RANGE = (1, 512)
 DEFAULT_MAX_TOKENS = 128
 MAX_BODY_BYTES = 1 << 20
+DRAIN_BYTES = 16 << 20  # an over-long body up to this size is read (not kept) before the 413
 
 
 class ServeError(RuntimeError):
@@ -309,14 +310,20 @@ def parse_json(body: bytes) -> Any:
 async def read_body(request: Any) -> bytes:
     """The request body, refused (413) past MAX_BODY_BYTES before more of it is held in
     memory: by its Content-Length when it says, else while it streams in."""
+    too_large = BadRequest(413, f"request body over {MAX_BODY_BYTES} bytes", "body_too_large")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise BadRequest(413, f"request body over {MAX_BODY_BYTES} bytes", "body_too_large")
+        if int(declared) <= DRAIN_BYTES:
+            # Read and drop it first: answering while the client still sends resets the
+            # connection, and the client sees a broken pipe instead of the 413.
+            async for _ in request.stream():
+                pass
+        raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise BadRequest(413, f"request body over {MAX_BODY_BYTES} bytes", "body_too_large")
+            raise too_large
     return bytes(body)
 
 
