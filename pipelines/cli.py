@@ -157,11 +157,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_batch=args.max_batch,
             batch_wait_ms=args.batch_wait_ms,
             traffic_max_mb=None if args.no_traffic_log else args.traffic_max_mb,
+            shadows=args.shadow or [],
         )
     except serving.ServingError as exc:
         print(f"rung serve: {exc}", file=sys.stderr)
         return 2
     if args.print_vllm:
+        if spec["shadows"]:
+            print("rung serve: vLLM has no shadow copies; drop --shadow", file=sys.stderr)
+            return 2
         print(serving.vllm_command(spec))
         return 0
     import json
@@ -392,6 +396,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=64.0,
         help="rotate a model's traffic log at this size (3 old files kept)",
+    )
+    serve.add_argument(
+        "--shadow",
+        action="append",
+        metavar="LIVE=SHADOW",
+        help="also answer a copy of each request to LIVE with SHADOW, logged for comparison "
+        "(e.g. champion=challenger; `rung monitor` reports the pairs)",
     )
     serve.add_argument(
         "--print-vllm",

@@ -92,7 +92,9 @@ def _register(tmp_path: Path, name: str, with_profile: bool = True) -> None:
     )
 
 
-def _log(folder: Path, name: str, inputs: list[str], outputs: list[str], version="1") -> None:
+def _log(
+    folder: Path, name: str, inputs: list[str], outputs: list[str], version="1", shadow_of=None
+) -> None:
     log = TrafficLog(folder)
     for i, (text, output) in enumerate(zip(inputs, outputs)):
         log.append(
@@ -106,6 +108,7 @@ def _log(folder: Path, name: str, inputs: list[str], outputs: list[str], version
                 new_tokens=30,
                 finish_reason="stop",
                 request_id=f"r{i}",
+                shadow_of=shadow_of,
             )
         )
 
@@ -156,6 +159,31 @@ def test_rung_monitor_passes_in_distribution_traffic_and_fails_shifted_traffic(t
     assert "input_domain_auc" in drift.data.tags["rung.drift_alerts"]
     assert drift.data.metrics["traffic_rows"] == 80
     assert drift.data.metrics["input_domain_auc.statistic"] > 0.7
+
+
+def test_rung_monitor_compares_a_shadowing_challenger_on_the_same_requests(tmp_path, capsys):
+    _register(tmp_path, "watched")
+    traffic = tmp_path / "traffic"
+    inputs, outputs = _in_distribution()
+    _log(traffic, "watched", inputs, outputs)
+    # the challenger answered copies of the first 60 requests; 15 of its answers are not JSON
+    answers = ["no JSON here"] * 15 + outputs[15:60]
+    _log(traffic, "challenger", inputs[:60], answers, version=None, shadow_of="watched")
+    _log(traffic, "other", inputs, outputs, version=None, shadow_of="someone-else")
+
+    assert cli.main(["monitor", "watched", "--traffic-dir", str(traffic)]) == 0
+    out = capsys.readouterr().out
+    assert "status: OK" in out  # the copies are not the watched version's traffic
+    assert "shadow: challenger answered copies of 60 of these requests" in out
+    assert "same answer as watched in 75.0%" in out and "'no JSON here'" in out
+    (run,) = _monitor_runs("watched")
+    assert run.data.tags["rung.shadow_model"] == "challenger"
+    metrics = run.data.metrics
+    assert metrics["shadow.pairs"] == 60 and metrics["shadow.agreement"] == 0.75
+    assert (metrics["shadow.live.valid_rate"], metrics["shadow.challenger.valid_rate"]) == (
+        1.0,
+        0.75,
+    )
 
 
 def test_rung_monitor_says_when_there_is_too_little_traffic_or_no_model(tmp_path, capsys):

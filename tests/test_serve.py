@@ -24,7 +24,8 @@ from http_client import free_port, get_json, post_json
 from pipelines import cli, paths
 from pipelines.lib import serving, tracking
 from pipelines.lib.base_model import embedded_model_dir, resolve_base_model
-from pipelines.lib.traffic import TrafficLog, read_traffic, traffic_record
+from pipelines.lib.shadow import shadow_pairs
+from pipelines.lib.traffic import TrafficLog, read_traffic, shadow_copies, traffic_record
 from pipelines.worker import serve
 
 TRAINER_ENV = {
@@ -136,6 +137,7 @@ def server(adapters, tmp_path_factory):
         "max_batch": 8,
         "batch_wait_ms": 1500,  # the concurrent requests below share one batch
         "traffic": {"dir": str(traffic), "max_mb": 1, "keep": 1},
+        "shadows": {"alpha": "beta"},  # beta answers a copy of each request to alpha
     }
     spec_file = traffic.parent / f"spec-{port}.json"
     spec_file.write_text(json.dumps(spec))
@@ -213,7 +215,38 @@ def test_the_server_answers_concurrent_requests_for_different_adapters_in_one_ba
     assert record["latency_s"] > 0 and record["prompt_tokens"] > 0
     everything = "".join(p.read_text() for p in traffic.rglob("*.jsonl*"))
     assert "s3cr3t" not in everything and "Bearer" not in everything
-    assert len(read_traffic(traffic, "base")) == 1 and len(read_traffic(traffic, "beta")) == 1
+    beta_live = [r for r in read_traffic(traffic, "beta") if "shadow_of" not in r]
+    assert len(read_traffic(traffic, "base")) == 1 and len(beta_live) == 1
+
+
+def test_a_shadow_copy_is_answered_by_the_challenger_and_logged_beside_the_live_answer(
+    server, engine_answers
+):
+    url, traffic = server
+    body = {"model": "alpha", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 6}
+    status, reply = post_json(url + "/v1/chat/completions", body)
+    assert status == 200  # the client gets alpha's own answer, not the shadow's
+    assert reply["choices"][0]["message"]["content"] == engine_answers["single"][0]["text"]
+    deadline = time.monotonic() + 120
+    while not (
+        copies := [r for r in shadow_copies(traffic, "alpha") if r["request_id"] == reply["id"]]
+    ):
+        assert time.monotonic() < deadline, "no shadow copy logged in 2 min"
+        time.sleep(0.5)
+    (copy,) = copies
+    # beta answered the same request as it answers it directly (JOBS[2])
+    assert copy["model"] == "beta" and copy["shadow_of"] == "alpha"
+    assert (
+        copy["output"]
+        == engine_answers["single"][2]["text"]
+        != reply["choices"][0]["message"]["content"]
+    )
+    assert copy["messages"] == body["messages"] and copy["latency_s"] > 0
+    shadow, pairs = shadow_pairs(traffic, "alpha", read_traffic(traffic, "alpha"))
+    assert shadow == "beta" and reply["id"] in {live["request_id"] for live, _ in pairs}
+    health = get_json(url + "/health")
+    assert health["shadows"] == {"alpha": "beta"} and health["shadow_dropped"] == 0
+    assert health["shadowed"] == len(read_traffic(traffic, "alpha"))  # every live alpha request
 
 
 BAD_REQUESTS = [
@@ -439,6 +472,15 @@ def test_rung_serve_prints_the_vllm_command_and_refuses_mlflow_for_two_models(ad
     )
     assert cli.main([*argv, "--engine", "mlflow"]) == 2
     assert "exactly one model" in capsys.readouterr().err
+    for shadow, refusal in [
+        (["--shadow", "a=gamma"], "two different served names"),
+        (["--shadow", "a=a"], "two different served names"),
+        (["--shadow", "a=beta", "--shadow", "a=base"], "one shadow per live model"),
+        (["--shadow", "a=beta", "--no-traffic-log"], "drop --no-traffic-log"),
+        (["--shadow", "a=beta", "--print-vllm"], "vLLM has no shadow copies"),
+    ]:
+        assert cli.main([*argv, *shadow]) == 2
+        assert refusal in capsys.readouterr().err
     assert cli.main(["serve", "--model", str(adapters / "alpha"), "--print-vllm"]) == 2
     assert "--base" in capsys.readouterr().err
 

@@ -70,6 +70,10 @@ def traffic_drift(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             "validity_reference": report.validity.get("reference"),
             "validity_current": report.validity.get("current"),
             "mlflow_run_id": done.mlflow_run_id,
+            # a challenger shadowing the champion (rung serve --shadow): the same requests
+            "shadow_model": (report.shadow or {}).get("shadow"),
+            "shadow_pairs": (report.shadow or {}).get("pairs"),
+            "shadow_agreement": (report.shadow or {}).get("agreement"),
         }
     )
     return dg.MaterializeResult(

@@ -29,6 +29,10 @@ the artifact `reference_profile/reference_profile.json`.
   evaluation (a changed model or base behind the same version); alerts above
   max_probe_changes.
 
+When the version was shadowed (`rung serve --shadow LIVE=CHALLENGER`), the report also
+compares the challenger's answers to copies of these requests (lib/shadow.py); that part
+informs a promotion and never alerts.
+
 Any alerting test makes the report alert (`rung monitor` exits 1, the Dagster check
 `no_drift` fails). With fewer than `min_rows` logged requests nothing alerts: too
 little traffic to tell. The defaults were chosen for a false-alarm rate under 5% on
@@ -52,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.lib.metrics import normalize_label, parse_json_strict
+from pipelines.lib.shadow import compare_shadow, format_shadow, shadow_pairs
 from pipelines.lib.traffic import read_traffic, user_text
 
 PROFILE_FORMAT = 1
@@ -180,6 +185,7 @@ class DriftReport:
     validity: dict[str, float] = field(default_factory=dict)
     category_shares: dict[str, dict[str, float]] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # name, version, uri
+    shadow: dict[str, Any] | None = None  # a challenger's answers to copies (lib/shadow.py)
 
     @property
     def alert(self) -> bool:
@@ -413,8 +419,10 @@ def format_drift_report(report: DriftReport) -> str:
     head = (
         f"{model.get('uri', '')} ({model.get('served_as', '')}): " if model else ""
     ) + f"{report.rows} requests vs {report.reference_rows} reference rows, task {report.task}"
+    shadow = format_shadow(report.shadow, model.get("served_as", "live")) if report.shadow else []
     if report.status == "insufficient traffic":
-        return f"{head}\nstatus: insufficient traffic (no test run; too few requests to tell)"
+        status = "status: insufficient traffic (no test run; too few requests to tell)"
+        return "\n".join([head, status, *shadow])
     width = max(len(test.name) for test in report.tests)
     lines = [
         head,
@@ -428,7 +436,7 @@ def format_drift_report(report: DriftReport) -> str:
             f"{'ALERT' if test.alert else 'ok':<5}  {test.detail}"
         )
     lines.append(f"status: {report.status.upper()}")
-    return "\n".join(lines)
+    return "\n".join([*lines, *shadow])
 
 
 # --- monitoring a registered version -----------------------------------------------------
@@ -516,6 +524,12 @@ def monitor_model(
     served_as = served_as or name
     traffic = read_traffic(traffic_dir, served_as, str(version.version), since=since, last=last)
     report = detect_drift(profile, traffic, thresholds)
+    shadow, pairs = shadow_pairs(traffic_dir, served_as, traffic)
+    if pairs:
+        labels = profile.get("labels", [])
+        report.shadow = compare_shadow(
+            shadow, pairs, lambda text: is_valid(text, profile["task"], labels)
+        )
     report.model = {
         "name": name,
         "version": str(version.version),
@@ -569,6 +583,13 @@ def _log_run(
             client.log_metric(run_id, f"{test.name}.p_value", test.p_value)
     for side, rate in report.validity.items():
         client.log_metric(run_id, f"validity.{side}", rate)
+    if report.shadow:
+        client.set_tag(run_id, "rung.shadow_model", report.shadow["shadow"])
+        client.log_metric(run_id, "shadow.pairs", report.shadow["pairs"])
+        client.log_metric(run_id, "shadow.agreement", report.shadow["agreement"])
+        for side in ("live", "challenger"):
+            for key, value in report.shadow[side].items():
+                client.log_metric(run_id, f"shadow.{side}.{key}", value)
     client.log_text(run_id, json.dumps(report.to_dict(), indent=1), "drift_report.json")
     client.log_text(run_id, format_drift_report(report), "drift_report.txt")
     client.set_terminated(run_id)

@@ -72,6 +72,7 @@ def run_summary(
             if outputs.get("registered_prompt")
             else None,
         ),
+        ("evaluation report", evaluation.report_file if evaluation else None),
         ("reused from cache", ", ".join(reused) or None),
     ]
     width = max(len(label) for label, _ in rows)

@@ -153,8 +153,10 @@ def serve_spec(
     batch_wait_ms: float = 10,
     traffic_max_mb: float | None = 64.0,
     traffic_keep: int = 3,
+    shadows: list[str] = (),
 ) -> dict[str, Any]:
-    """The JSON the model server starts from (see pipelines/worker/serve.py)."""
+    """The JSON the model server starts from (see pipelines/worker/serve.py). `shadows`:
+    "LIVE=SHADOW" pairs of served names (a copy of each request to LIVE goes to SHADOW)."""
     names = [m.name for m in models]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -163,6 +165,7 @@ def serve_spec(
             "--model champion=models:/x@champion --model challenger=models:/x@challenger"
         )
     return {
+        "shadows": _shadow_pairs(shadows, [BASE, *names], traffic_max_mb is not None),
         "base": base,
         "adapters": [{k: v for k, v in asdict(m).items() if k != "reference"} for m in models],
         "host": host,
@@ -173,6 +176,21 @@ def serve_spec(
         if traffic_max_mb is None
         else {"dir": str(paths.traffic_dir()), "max_mb": traffic_max_mb, "keep": traffic_keep},
     }
+
+
+def _shadow_pairs(pairs: list[str], served: list[str], logged: bool) -> dict[str, str]:
+    shadows: dict[str, str] = {}
+    for pair in pairs:
+        live, _, shadow = pair.partition("=")
+        if live not in served or shadow not in served or live == shadow or live in shadows:
+            raise ServingError(
+                f"--shadow {pair!r}: use LIVE=SHADOW, two different served names from {served} "
+                "(e.g. --shadow champion=challenger), one shadow per live model"
+            )
+        shadows[live] = shadow
+    if shadows and not logged:
+        raise ServingError("--shadow logs both answers in the traffic log: drop --no-traffic-log")
+    return shadows
 
 
 def lora_rank(adapter_dir: str) -> int:

@@ -1,10 +1,21 @@
-"""MLflow bookkeeping: one run per (recipe, Dagster run), tagged for lineage."""
+"""MLflow bookkeeping: one run per (recipe, Dagster run), tagged for lineage.
+
+Every call through the client `configure_mlflow` returns is retried while the store is
+temporarily unavailable (SQLite "database is locked" after MLflow's own 20 s busy wait,
+a tracking server refusing connections), with doubling waits, for at most
+RUNG_MLFLOW_RETRY_S seconds (120); then `TrackingUnavailable` names the store, the call
+and the cause. Nothing is dropped: a write either lands or the stage fails.
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import re
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +29,72 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 
 
+RETRY_ENV = "RUNG_MLFLOW_RETRY_S"
+DEFAULT_RETRY_S = 120.0
+# what a locked SQLite store or an unreachable server says (MLflow wraps both)
+TRANSIENT_TEXT = (
+    "database is locked",
+    "Max retries exceeded",
+    "Connection refused",
+    "Failed to establish a new connection",
+)
+logger = logging.getLogger(__name__)
+
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow store stayed locked or unreachable for the whole retry budget."""
+
+
+def _transient(exc: Exception) -> bool:
+    return getattr(exc, "error_code", None) == "TEMPORARILY_UNAVAILABLE" or any(
+        text in str(exc) for text in TRANSIENT_TEXT
+    )
+
+
+def with_retries(call: Callable[[], Any], what: str, store: str) -> Any:
+    """call(), retried on transient store errors with waits of 1, 2, 4 ... 30 s until
+    RUNG_MLFLOW_RETRY_S have passed; any other error is raised at once."""
+    budget = float(os.environ.get(RETRY_ENV, DEFAULT_RETRY_S))
+    started, wait, tries = time.monotonic(), 1.0, 0
+    while True:
+        tries += 1
+        try:
+            return call()
+        except Exception as exc:
+            if not _transient(exc):
+                raise
+            left = started + budget - time.monotonic()
+            cause = str(exc).strip().splitlines()[0][:300]
+            if left <= 0:
+                raise TrackingUnavailable(
+                    f"MLflow store {store}: {what} failed {tries} time(s) over "
+                    f"{time.monotonic() - started:.0f} s ({RETRY_ENV}={budget:g}); the store "
+                    f"is locked by another writer or unreachable: {cause}"
+                ) from exc
+            logger.warning("MLflow %s: %s; retrying in %.0f s", what, cause, min(wait, left))
+            time.sleep(min(wait, left))
+            wait = min(wait * 2, 30.0)
+
+
+class RetryingClient:
+    """An MlflowClient whose every method call goes through `with_retries`."""
+
+    def __init__(self, client: Any, store: str) -> None:
+        # a URI's user:password never reaches a message
+        self._client, self._store = client, re.sub(r"//[^/@]*@", "//***@", store)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return with_retries(lambda: attribute(*args, **kwargs), name, self._store)
+
+        return call
+
+
 def configure_mlflow() -> Any:
     """Point MLflow at the project store, with telemetry off; returns the client. The
     experiment exists afterwards, marked as model training for MLflow's UI."""
@@ -27,7 +104,7 @@ def configure_mlflow() -> Any:
 
     paths.mlruns_dir().mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(paths.mlflow_tracking_uri())
-    client = mlflow.MlflowClient()
+    client = RetryingClient(mlflow.MlflowClient(), paths.mlflow_tracking_uri())
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         client.create_experiment(

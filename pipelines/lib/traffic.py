@@ -8,7 +8,8 @@ them), so the log never holds more than (keep + 1) x max_bytes. With `max_bytes=
 nothing is ever rotated or deleted (unbounded).
 
 A record holds what was asked and answered and what it cost: time, model (adapter)
-name, registered version, the input messages, the output, latency and token counts.
+name, registered version, the input messages, the output, latency and token counts (and,
+for a shadow copy, `shadow_of`: the model whose request it copies).
 Never HTTP headers, client addresses or API keys: the server hands over only these
 fields, and `traffic_record` builds the record from named arguments.
 """
@@ -39,9 +40,11 @@ def traffic_record(
     finish_reason: str,
     request_id: str,
     time: datetime | None = None,
+    shadow_of: str | None = None,
 ) -> dict[str, Any]:
-    """One answered request as it is logged (no other field ever reaches the log)."""
-    return {
+    """One answered request as it is logged (no other field ever reaches the log). A shadow
+    copy (the same request answered by a challenger) names the model it shadows."""
+    record = {
         "time": (time or datetime.now(UTC)).isoformat(timespec="milliseconds"),
         "model": model,
         "version": version,
@@ -53,6 +56,7 @@ def traffic_record(
         "new_tokens": new_tokens,
         "finish_reason": finish_reason,
     }
+    return record if shadow_of is None else {**record, "shadow_of": shadow_of}
 
 
 class TrafficLog:
@@ -142,6 +146,13 @@ def _records(files: list[Path]) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
                 except json.JSONDecodeError:
                     continue
+
+
+def shadow_copies(folder: Path, live: str) -> list[dict[str, Any]]:
+    """Every logged shadow copy of `live`'s requests, under whichever model answered it."""
+    models = sorted(p.parent.name for p in Path(folder).glob(f"*/{LOG_FILE}"))
+    files = [file for model in models for file in log_files(folder, model)]
+    return [r for r in _records(files) if r.get("shadow_of") == live]
 
 
 def user_text(messages: list[dict[str, str]]) -> str:

@@ -7,7 +7,8 @@ spec (JSON, `--spec FILE` or the RUNG_SERVE_SPEC variable):
     {"base": {"id", "path", "sha256", "weights": {file: sha256}},
      "adapters": [{"name", "path", "version", "model_uri", "base_model": {...} | null}],
      "host": "127.0.0.1", "port": 5001, "max_batch": 8, "batch_wait_ms": 10,
-     "max_prompt_tokens": 2048, "traffic": {"dir", "max_mb", "keep"} | null}
+     "max_prompt_tokens": 2048, "traffic": {"dir", "max_mb", "keep"} | null,
+     "shadows": {"champion": "challenger"}}
 
 The base model is loaded once and every adapter is attached to it unmerged
 (peft), so one forward pass serves requests for different adapters together:
@@ -25,6 +26,13 @@ Endpoints (127.0.0.1 unless told otherwise):
 Bad requests get a 4xx with a reason; nothing a client sends stops the server.
 Every answered request is appended to the traffic log (pipelines/lib/traffic.py)
 unless the spec has no `traffic`.
+
+Shadowing (`shadows`: served name -> another served name): after a request to the first
+is answered, a copy goes to the second and its answer is logged under the second's name
+with `shadow_of` and the same request_id, so a challenger is judged on live traffic
+(`rung monitor` compares the pairs). Copies wait in their own bounded queue and run only
+when no client request is waiting, so a client never waits behind a copy made after it
+arrived; when the queue is full a copy is dropped and counted (`shadow_dropped`).
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ MAX_TOKENS_RANGE = (1, 512)
 DEFAULT_MAX_TOKENS = 128
 MAX_BODY_BYTES = 1 << 20
 DRAIN_BYTES = 16 << 20  # an over-long body up to this size is read (not kept) before the 413
+SHADOW_QUEUE = 256  # shadow copies waiting for an idle moment; more are dropped (counted)
 
 
 class ServeError(RuntimeError):
@@ -81,6 +90,7 @@ class ChatJob:
     max_tokens: int
     received: float = field(default_factory=time.perf_counter)
     request_id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
+    shadow_of: str | None = None  # a shadow copy of a request answered by this model
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,17 @@ def adapters_from_spec(spec: dict[str, Any]) -> list[ServedAdapter]:
         if not (Path(adapter.path) / "adapter_config.json").is_file():
             raise ServeError(f"adapter {adapter.name!r}: no adapter_config.json in {adapter.path}")
     return adapters
+
+
+def shadows_from_spec(spec: dict[str, Any], served: list[str]) -> dict[str, str]:
+    """{served name: the served name that answers a copy of its requests}, checked."""
+    shadows = dict(spec.get("shadows") or {})
+    for live, shadow in shadows.items():
+        if live not in served or shadow not in served or live == shadow:
+            raise ServeError(
+                f"shadow {live}={shadow}: both must be served names ({served}) and differ"
+            )
+    return shadows
 
 
 def base_model_sha256(folder: Path) -> str:
@@ -207,12 +228,24 @@ class Batcher:
         traffic: TrafficLog | None,
         versions: dict[str, str | None],
         max_prompt_tokens: int = 2048,
+        shadows: dict[str, str] | None = None,
     ) -> None:
         self.engine, self.max_batch, self.wait_s = engine, max_batch, wait_s
         self.max_prompt_tokens = max_prompt_tokens
         self.traffic, self.versions = traffic, versions
+        self.shadows = shadows or {}
         self.jobs: queue.Queue[tuple[ChatJob, Future]] = queue.Queue()
-        self.stats = {"requests": 0, "batches": 0, "largest_batch": 0, "errors": 0}
+        # filled only by the batcher thread itself (in _answer), so "empty" stays true
+        # until that thread puts a copy there
+        self.shadow_jobs: queue.Queue[tuple[ChatJob, Future]] = queue.Queue(SHADOW_QUEUE)
+        self.stats = {
+            "requests": 0,
+            "batches": 0,
+            "largest_batch": 0,
+            "errors": 0,
+            "shadowed": 0,
+            "shadow_dropped": 0,
+        }
         threading.Thread(target=self._run, name="rung-batcher", daemon=True).start()
 
     def submit(self, job: ChatJob) -> Future:
@@ -221,7 +254,12 @@ class Batcher:
         return future
 
     def _gather(self) -> list[tuple[ChatJob, Future]]:
-        batch = [self.jobs.get()]
+        """The next batch of client requests or, when none waits, of shadow copies."""
+        try:
+            batch = [self.jobs.get(block=self.shadow_jobs.empty())]
+        except queue.Empty:  # no client waits: answer copies now
+            return [self.shadow_jobs.get_nowait() for _ in range(self.max_batch)
+                    if not self.shadow_jobs.empty()]  # fmt: skip
         deadline = time.perf_counter() + self.wait_s
         while len(batch) < self.max_batch:
             remaining = deadline - time.perf_counter()
@@ -263,16 +301,35 @@ class Batcher:
     def _answer(self, batch: list[tuple[ChatJob, Future]]) -> None:
         if not batch:
             return
+        started = time.perf_counter()
         answers = self.engine.answer([job for job, _ in batch])
-        self.stats["requests"] += len(batch)
+        self.stats["requests"] += sum(job.shadow_of is None for job, _ in batch)
         self.stats["batches"] += 1
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
         done = time.perf_counter()
         for (job, future), answer in zip(batch, answers):
-            latency = done - job.received
+            # a copy's wait for an idle moment is not its model's latency: count its batch only
+            latency = done - (started if job.shadow_of else job.received)
             if self.traffic is not None:
                 self._log(job, answer, latency)
             future.set_result((answer, latency))
+            if job.model in self.shadows and job.shadow_of is None:
+                self._shadow(job)
+
+    def _shadow(self, job: ChatJob) -> None:
+        """Queue a copy of an answered request for the model that shadows job.model."""
+        copy = ChatJob(
+            self.shadows[job.model],
+            job.messages,
+            job.max_tokens,
+            request_id=job.request_id,
+            shadow_of=job.model,
+        )
+        try:
+            self.shadow_jobs.put_nowait((copy, Future()))
+            self.stats["shadowed"] += 1
+        except queue.Full:
+            self.stats["shadow_dropped"] += 1
 
     def _log(self, job: ChatJob, answer: Answer, latency: float) -> None:
         try:
@@ -287,6 +344,7 @@ class Batcher:
                     new_tokens=answer.new_tokens,
                     finish_reason=answer.finish_reason,
                     request_id=job.request_id,
+                    shadow_of=job.shadow_of,
                 )
             )
         except OSError as exc:  # a full disk must not stop answering
@@ -498,6 +556,8 @@ def build_app(engine: Engine, batcher: Batcher, base: dict[str, Any]) -> Any:
                 "base_model": {"id": base["id"], "sha256": base["sha256"]},
                 "models": engine.names,
                 "queued": batcher.jobs.qsize(),
+                "shadows": batcher.shadows,
+                "shadow_queued": batcher.shadow_jobs.qsize(),
                 **batcher.stats,
             }
         )
@@ -543,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_spec(args.spec)
         started = time.perf_counter()
+        shadows = shadows_from_spec(spec, [BASE, *(a["name"] for a in spec.get("adapters", []))])
         engine, base = prepare(spec)
     except ServeError as exc:
         print(f"rung serve: {exc}", file=sys.stderr)
@@ -559,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         traffic,
         versions,
         int(spec.get("max_prompt_tokens", 2048)),
+        shadows,
     )
     app = build_app(engine, batcher, base)
     host, port = spec.get("host", "127.0.0.1"), int(spec.get("port", 5001))
@@ -566,7 +628,8 @@ def main(argv: list[str] | None = None) -> int:
         f"rung serve: base {base['id']} + {len(engine.adapters)} adapter(s) "
         f"{sorted(engine.adapters)} loaded in {time.perf_counter() - started:.1f} s; "
         f"http://{host}:{port}/v1/chat/completions"
-        + (f"; traffic log in {traffic.folder}" if traffic else "; traffic log off"),
+        + (f"; traffic log in {traffic.folder}" if traffic else "; traffic log off")
+        + "".join(f"; {shadow} shadows {live}" for live, shadow in shadows.items()),
         flush=True,
     )
     import uvicorn
