@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY=true
 export DVC_NO_ANALYTICS=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: demo test test-browser setup envs model data ui mlflow lint lock clean-state bench-data bench-generation serve bench-cache bench-qlora bench-frontier bench-monitor bench-serving docs screenshots
+.PHONY: demo test test-browser setup envs model data ui mlflow lint lock clean-state bench-data bench-generation serve bench-cache bench-qlora bench-frontier bench-hostile bench-monitor bench-serving docs screenshots
 
 demo: setup
 	$(RUNG) run $(DEMO_RECIPE)
@@ -107,6 +107,11 @@ screenshots: setup
 # settings, gate and probes untouched (~40 min on 2 cores: four trainings).
 bench-frontier: setup
 	$(VENV)/bin/python benchmarks/forgetting_frontier.py
+
+# 1M chat rows, 10% malformed in every way (bad bytes, NUL, truncated, deep nesting, wrong
+# types, 1 MB messages): all quarantined with reasons, counts reconcile, peak memory.
+bench-hostile: setup
+	$(VENV)/bin/python benchmarks/hostile_rows.py
 
 # Drift monitor: false-alarm rate on in-distribution traffic, detection on two shifts (~1 min).
 bench-monitor: setup

@@ -32,6 +32,28 @@ def test_recipe_settings_reach_axolotl():
     assert "max_steps" not in config
 
 
+def test_checkpoints_are_saved_to_resume_and_a_resume_names_its_checkpoint():
+    config = render()
+    assert (config["save_strategy"], config["save_steps"], config["save_total_limit"]) == (
+        "steps",
+        25,
+        2,
+    )
+    assert "resume_from_checkpoint" not in config
+    assert render(checkpoint_steps=None)["save_strategy"] == "no"
+    resumed = render_axolotl_config(
+        TrainSection(),
+        base_model_dir=Path("/models/base"),
+        train_file=Path("/runs/r/split/train.jsonl"),
+        output_dir=Path("/runs/r2/training_run"),
+        mlflow_tracking_uri="sqlite:////state/mlruns/mlflow.db",
+        mlflow_experiment="rung",
+        resume_from=Path("/runs/r1/training_run/out/checkpoint-50"),
+    )
+    assert resumed["resume_from_checkpoint"] == "/runs/r1/training_run/out/checkpoint-50"
+    assert resumed["output_dir"] == "/runs/r2/training_run/out"
+
+
 def test_all_linear_and_max_steps():
     config = render(target_modules="all-linear", max_steps=3)
     assert config["lora_target_linear"] is True and "lora_target_modules" not in config

@@ -69,6 +69,28 @@ def test_bad_chat_rows_are_quarantined_with_file_line_and_reason():
     assert result.reconciles()
 
 
+def test_hostile_lines_are_quarantined_not_a_crash(tmp_path):
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    source = tmp_path / "hostile.jsonl"
+    source.write_bytes(
+        b"\n".join(
+            [
+                json.dumps(good).encode(),
+                b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # nested 100,000 deep
+                b'{"messages": [{"role": "user", "content": "a\x00b"}]}',  # a raw NUL byte
+                json.dumps([good]).encode(),  # a list, not an object
+            ]
+        )
+        + b"\n"
+    )
+    result = clean([source], DataSection(sources=["x"], format="messages"))
+    reasons = reasons_by_line(result)
+    assert reasons[2] == "invalid JSON: nested too deeply"
+    assert reasons[3].startswith("invalid JSON: Invalid control character")
+    assert reasons[4].startswith("wrong type: the row is a JSON list")
+    assert [r.line for r in result.rows] == [1] and result.reconciles()
+
+
 def test_cleaned_text_is_normalized():
     result = clean([FIXTURES / "bad_chat.jsonl"], DataSection(sources=["x"], format="messages"))
     (row,) = [r for r in result.rows if r.line == 15]

@@ -50,6 +50,8 @@ def training_run(
             dagster_run_id=context.run_id,
             reproduces=reproduced_run(context),
             host=host,
+            cache_key=key,
+            log=context.log.info,
         )
 
     return materialize(

@@ -36,6 +36,7 @@ def render_axolotl_config(
     mlflow_experiment: str,
     init_adapter_dir: Path | None = None,
     cuda: bool = False,
+    resume_from: Path | None = None,
 ) -> dict[str, Any]:
     """Every path absolute; nothing left to Axolotl's defaults that matters to the result.
     `cuda`: whether the machine that trains has CUDA (several CPU processes need a fix)."""
@@ -84,7 +85,14 @@ def render_axolotl_config(
         "fp16": False,
         "tf32": False,
         "logging_steps": train.logging_steps,
-        "save_strategy": "no",
+        # checkpoints only to resume a killed training (lib/checkpoints.py); two kept in
+        # case a kill lands in the middle of a save
+        **(
+            {"save_strategy": "steps", "save_steps": train.checkpoint_steps, "save_total_limit": 2}
+            if train.checkpoint_steps
+            else {"save_strategy": "no"}
+        ),
+        **({"resume_from_checkpoint": str(resume_from)} if resume_from else {}),
         "seed": train.seed,
         # Seeds the adapter's initial weights too (Axolotl seeds only the Trainer, later):
         # without it two runs of the same recipe train different adapters. The guard stops

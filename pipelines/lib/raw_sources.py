@@ -66,6 +66,9 @@ def _read_jsonl(path: Path) -> Iterator[RawRow | BadRow]:
             except json.JSONDecodeError as exc:
                 yield BadRow(line_no, f"invalid JSON: {exc.msg} at column {exc.colno}")
                 continue
+            except RecursionError:  # e.g. 100,000 nested brackets: the row's fault, not ours
+                yield BadRow(line_no, "invalid JSON: nested too deeply")
+                continue
             if not isinstance(record, dict):
                 yield BadRow(
                     line_no,

@@ -2,7 +2,9 @@
 
 The asset passes `launch`, which runs pipelines/worker/train.py in the trainer
 environment (a Dagster Pipes round trip) and raises if the trainer fails; the MLflow
-run is then marked FAILED and nothing downstream sees an adapter.
+run is then marked FAILED and nothing downstream sees an adapter. A training killed
+before it finished is resumed from its last checkpoint by the next run with the same
+cache key (lib/checkpoints.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipelines import paths
-from pipelines.lib import launchers, tracking, trainer_env
+from pipelines.lib import checkpoints, launchers, tracking, trainer_env
 from pipelines.lib.asset_values import (
     BaseModelValue,
     RawData,
@@ -127,9 +129,12 @@ def train_adapter(
     dagster_run_id: str,
     reproduces: str | None = None,
     host: launchers.TrainerHost | None = None,
+    cache_key: str | None = None,
+    log: Callable[[str], None] = print,
 ) -> TrainingRun:
     """Render the Axolotl config, train in the trainer env (on `host`: this machine by
-    default), log lineage; the adapter."""
+    default), log lineage; the adapter. With `cache_key`, a killed earlier attempt with
+    the same key is resumed from its last checkpoint."""
     train = recipe.spec.train
     host = host or local_host()
     needs_cuda_answer = train.adapter == "qlora" or launchers.depends_on_cuda(train)
@@ -146,6 +151,21 @@ def train_adapter(
     if reason := launchers.refusal(train, cuda=cuda):  # DeepSpeed, FSDP, torchrun on a CPU
         raise StageError(f"recipe {recipe.id}: {reason}")
     tags = lineage_tags(recipe, base_model, raw, split, training_set, reproduces)
+    killed, resume_from, notes = (
+        checkpoints.resume_point(recipe.id, cache_key) if cache_key else (None, None, [])
+    )
+    for note in notes:
+        log(f"recipe {recipe.id}: {note}")
+    if resume_from:
+        step = checkpoints.step_of(resume_from)
+        log(
+            f"recipe {recipe.id}: resuming the training that Dagster run "
+            f"{killed.dagster_run_id} left unfinished, from step {step} ({resume_from})"
+        )
+        tags |= {
+            "rung.resumed_from_step": str(step),
+            "rung.resumes_mlflow_run": killed.mlflow_run_id,
+        }
     run_id = tracking.start_run(recipe.id, dagster_run_id, tags)
     with tracking.failing_marks_run(run_id) as client:
         config = render_axolotl_config(
@@ -157,6 +177,7 @@ def train_adapter(
             mlflow_experiment=tracking.EXPERIMENT,
             init_adapter_dir=init_adapter_dir(recipe),
             cuda=cuda,
+            resume_from=resume_from,
         )
         config_file = write_axolotl_config(config, folder / "axolotl.yml")
         command = launchers.axolotl_command(
@@ -176,6 +197,10 @@ def train_adapter(
             pairs = {f"pairs.{k}": v for k, v in training_set.length_bias.items()}
             tracking.log_metrics(client, run_id, pairs)
         adapter_dir, log_file = Path(config["output_dir"]), folder / "train.log"
+        if cache_key and train.checkpoint_steps:
+            checkpoints.record_attempt(
+                recipe.id, cache_key, adapter_dir, run_id, dagster_run_id, resume_from
+            )
         try:
             launch(config_file, log_file, adapter_dir, run_id)
         except Exception as exc:  # the worker's own error type is private to Dagster Pipes
@@ -187,6 +212,8 @@ def train_adapter(
             ) from exc
         if diverged := read_divergence(adapter_dir):  # a worker that did not check
             raise _diverged(recipe, run_id, diverged, client)
+        if cache_key:
+            checkpoints.finish(recipe.id, cache_key, adapter_dir, resume_from)
         client.log_artifact(run_id, str(log_file), "logs")
         history = client.get_metric_history(run_id, "train_loss")
         losses = client.get_metric_history(run_id, "loss")

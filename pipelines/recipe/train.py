@@ -209,6 +209,13 @@ class TrainSection(Section):
         default=5, gt=0, le=1_000_000, description="Log train loss every N steps."
     )
     seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Training seed.")
+    checkpoint_steps: int | None = Field(
+        default=25,
+        gt=0,
+        le=1_000_000,
+        description="Save a resumable checkpoint every N steps (null: never); a killed "
+        "training resumes from the last one when its inputs are unchanged.",
+    )
     distributed: DistributedSection = Field(
         default_factory=lambda: DistributedSection(),
         description="The launcher and the number of training processes (data parallel).",
