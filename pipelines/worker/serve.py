@@ -30,9 +30,10 @@ unless the spec has no `traffic`.
 Shadowing (`shadows`: served name -> another served name): after a request to the first
 is answered, a copy goes to the second and its answer is logged under the second's name
 with `shadow_of` and the same request_id, so a challenger is judged on live traffic
-(`rung monitor` compares the pairs). Copies wait in their own bounded queue and run only
-when no client request is waiting, so a client never waits behind a copy made after it
-arrived; when the queue is full a copy is dropped and counted (`shadow_dropped`).
+(`rung monitor` compares the pairs). Copies wait in their own bounded queue and are
+answered one at a time, only when no client request is waiting: a client arriving
+meanwhile waits for that one answer at most. When the queue is full a copy is dropped
+and counted (`shadow_dropped`).
 """
 
 from __future__ import annotations
@@ -254,12 +255,12 @@ class Batcher:
         return future
 
     def _gather(self) -> list[tuple[ChatJob, Future]]:
-        """The next batch of client requests or, when none waits, of shadow copies."""
+        """The next batch of client requests or, when none waits, one shadow copy (alone,
+        so that a client arriving meanwhile waits for one answer at most)."""
         try:
             batch = [self.jobs.get(block=self.shadow_jobs.empty())]
-        except queue.Empty:  # no client waits: answer copies now
-            return [self.shadow_jobs.get_nowait() for _ in range(self.max_batch)
-                    if not self.shadow_jobs.empty()]  # fmt: skip
+        except queue.Empty:  # no client waits: answer a copy now
+            return [self.shadow_jobs.get_nowait()]
         deadline = time.perf_counter() + self.wait_s
         while len(batch) < self.max_batch:
             remaining = deadline - time.perf_counter()
