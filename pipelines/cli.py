@@ -241,6 +241,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             last=args.last,
             thresholds=thresholds,
             log_to_mlflow=not args.no_mlflow,
+            probe_endpoint=args.ask_probes,
         )
     except MonitorError as exc:
         print(f"rung monitor: {exc}", file=sys.stderr)
@@ -425,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     monitor.add_argument("--auc-max", type=float, help="domain-classifier AUC limit (0.7)")
     monitor.add_argument("--min-rows", type=int, help="fewer requests: no verdict (30)")
     monitor.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
+    monitor.add_argument(
+        "--ask-probes",
+        metavar="URL",
+        help="also ask the version's forgetting probes through this live `rung serve` endpoint "
+        "(e.g. http://127.0.0.1:5001): an answer unlike the evaluation's means a changed model",
+    )
     monitor.set_defaults(func=cmd_monitor)
     sub.add_parser("prepare-model", help="build the embedded base model (set-up)").set_defaults(
         func=cmd_prepare_model

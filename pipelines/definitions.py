@@ -6,6 +6,7 @@ import dagster as dg
 
 from pipelines import defs
 from pipelines.defs.console import rung_console
+from pipelines.defs.monitoring import monitor_traffic_job, new_traffic
 from pipelines.defs.partitions import recipe_partitions
 from pipelines.defs.resources import TrainerBackend, pipes_subprocess_client
 from pipelines.lib.offline import apply_offline_env
@@ -27,7 +28,8 @@ fine_tune_job = dg.define_asset_job(
 defs = dg.Definitions(
     assets=dg.load_assets_from_package_module(defs),
     asset_checks=dg.load_asset_checks_from_package_module(defs),
-    jobs=[fine_tune_job],
+    jobs=[fine_tune_job, monitor_traffic_job],
+    sensors=[new_traffic],
     resources={
         "pipes_subprocess_client": pipes_subprocess_client(),
         "trainer_backend": TrainerBackend.from_env(),  # RUNG_TRAINER=k8s: a pod

@@ -221,3 +221,26 @@ def test_the_traffic_drift_asset_fails_its_check_on_drift(tmp_path):
     assert materialization.metadata["status"].value == "drift"
     assert materialization.metadata["model_version"].value == f"models:/{name}/1"
     assert _monitor_runs(name)[0].data.tags["rung.dagster_run_id"] == result.run_id
+
+
+def test_the_sensor_asks_for_a_check_once_enough_new_traffic_is_logged():
+    from pipelines.definitions import defs
+    from pipelines.defs.monitoring import NEW_REQUESTS, new_traffic
+
+    name = "leaky-near-duplicates"  # a recipe partition; its registered name is the same
+    inputs, outputs = _in_distribution(2 * NEW_REQUESTS)
+    _log(paths.traffic_dir(), name, inputs[: NEW_REQUESTS - 1], outputs[: NEW_REQUESTS - 1])
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor):
+            return new_traffic.evaluate_tick(
+                dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+            )
+
+        quiet = tick(None)
+        assert quiet.run_requests == []  # 49 requests: not yet worth a check
+        _log(paths.traffic_dir(), name, inputs[NEW_REQUESTS:], outputs[NEW_REQUESTS:])
+        first = tick(quiet.cursor)
+        (request,) = first.run_requests
+        assert request.partition_key == name and request.run_key == f"{name}:{2 * NEW_REQUESTS - 1}"
+        assert tick(first.cursor).run_requests == []  # nothing new since that check

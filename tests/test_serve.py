@@ -249,6 +249,33 @@ def test_a_shadow_copy_is_answered_by_the_challenger_and_logged_beside_the_live_
     assert health["shadowed"] == len(read_traffic(traffic, "alpha"))  # every live alpha request
 
 
+def test_a_monitor_asks_the_probes_live_and_a_changed_answer_alerts(server):
+    from pipelines.lib import drift
+
+    url, traffic = server
+    logged = len(read_traffic(traffic, "alpha"))
+    questions = {"p1": QUESTION, "p2": "Name a colour."}
+    asked = drift.ask_probes(
+        {"probes": {k: {"question": q} for k, q in questions.items()}}, url, "alpha"
+    )
+    answers = [record["output"] for record in asked]
+    # what the version answered at "evaluation": the same answers, then one of them changed
+    same = {
+        "probes": {k: {"question": q, "answer": a} for (k, q), a in zip(questions.items(), answers)}
+    }
+    again = drift.ask_probes(same, url, "alpha")
+    test = drift.probe_changes(same, again, drift.Thresholds(), "probe_answers_live")
+    assert test.name == "probe_answers_live" and not test.alert  # greedy: the same answers
+    changed = {"probes": {**same["probes"], "p2": {"question": questions["p2"], "answer": "mauve"}}}
+    test = drift.probe_changes(changed, again, drift.Thresholds(), "probe_answers_live")
+    assert test.alert and "1 of 2 asked probes answered differently" in test.detail
+    # a monitor's probes are not user traffic: not logged, not shadowed
+    assert len(read_traffic(traffic, "alpha")) == logged
+    assert get_json(url + "/health")["shadowed"] == logged
+    with pytest.raises(drift.MonitorError, match="asking the probes at"):
+        drift.ask_probes(same, f"http://127.0.0.1:{free_port()}", "alpha")
+
+
 BAD_REQUESTS = [
     (b"{not json", 400, "malformed JSON"),
     (b"[1, 2]", 400, "JSON object"),

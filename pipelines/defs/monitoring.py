@@ -3,9 +3,14 @@
 `traffic_drift` (group "monitoring", so the `fine_tune` job never runs it) compares the
 traffic `rung serve` logged for the recipe's registered model @champion with the
 reference profile of that version (pipelines/lib/drift.py); its check `no_drift` fails
-when any drift test alerts. Materialize it from the UI (pick the recipe's partition) or
-on a schedule; `rung monitor` is the same from the command line.
+when any drift test alerts. Materialize it from the UI (pick the recipe's partition);
+the sensor `new_traffic` launches it (job `monitor_traffic`) for a recipe whose traffic
+log grew by NEW_REQUESTS requests since its last check; `rung monitor` is the same from
+the command line.
 """
+
+import json
+import os
 
 import dagster as dg
 
@@ -15,9 +20,20 @@ from pipelines.defs.partitions import recipe_for, recipe_partitions
 from pipelines.lib import asset_cache
 from pipelines.lib.asset_values import Table
 from pipelines.lib.drift import MonitorError, format_drift_report, monitor_model
+from pipelines.lib.traffic import log_files
+from pipelines.recipe import RecipeError, load_recipe, recipe_path
+
+NEW_REQUESTS = 50  # a check on fewer new requests would mostly repeat the last one
 
 GROUP = "monitoring"
 CHECK = "no_drift"
+
+
+class DriftConfig(dg.Config):
+    """probe_endpoint: a live `rung serve` URL to ask the version's probes through (default
+    $RUNG_SERVE_URL; none: probes are only checked when they appear in the traffic)."""
+
+    probe_endpoint: str | None = None
 
 
 @dg.asset(
@@ -34,7 +50,7 @@ CHECK = "no_drift"
         )
     ],
 )
-def traffic_drift(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def traffic_drift(context: dg.AssetExecutionContext, config: DriftConfig) -> dg.MaterializeResult:
     """Drift of the recipe's champion's served traffic vs its reference profile (input and
     output lengths, labels/fields, validity, a domain classifier), logged as an MLflow run
     in the experiment rung-monitoring."""
@@ -42,7 +58,10 @@ def traffic_drift(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     reference = f"models:/{recipe.registered_name}@champion"
     try:
         done = monitor_model(
-            reference, traffic_dir=paths.traffic_dir(), dagster_run_id=context.run_id
+            reference,
+            traffic_dir=paths.traffic_dir(),
+            dagster_run_id=context.run_id,
+            probe_endpoint=config.probe_endpoint or os.environ.get("RUNG_SERVE_URL"),
         )
     except MonitorError as exc:
         raise dg.Failure(str(exc)) from None
@@ -89,3 +108,44 @@ def traffic_drift(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             )
         ],
     )
+
+
+monitor_traffic_job = dg.define_asset_job(
+    "monitor_traffic",
+    selection=[traffic_drift],
+    partitions_def=recipe_partitions,
+    description="Check one recipe's served champion for drift (the sensor new_traffic runs it).",
+)
+
+
+def logged_requests(recipe_id: str) -> int:
+    """Requests in the traffic log of the recipe's registered model (rotated files too)."""
+    try:
+        name = load_recipe(recipe_path(recipe_id)).registered_name
+    except RecipeError:  # a broken recipe file: nothing to watch until it is fixed
+        return 0
+    total = 0
+    for file in log_files(paths.traffic_dir(), name):
+        with file.open("rb") as handle:
+            total += sum(1 for _ in handle)
+    return total
+
+
+@dg.sensor(
+    job=monitor_traffic_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=f"Checks a recipe's champion for drift once {NEW_REQUESTS} more requests "
+    "were logged since its last check.",
+)
+def new_traffic(context: dg.SensorEvaluationContext):
+    # cursor: {recipe id: requests logged at its last check}; a rotation that dropped
+    # old files can shrink the count, which counts as a fresh start
+    seen = json.loads(context.cursor) if context.cursor else {}
+    for recipe_id in recipe_partitions.get_partition_keys():
+        count = logged_requests(recipe_id)
+        last = seen.get(recipe_id, 0)
+        if count - last >= NEW_REQUESTS or count < last:
+            seen[recipe_id] = count
+            yield dg.RunRequest(run_key=f"{recipe_id}:{count}", partition_key=recipe_id)
+    context.update_cursor(json.dumps(seen))

@@ -337,7 +337,12 @@ def _validity(reference_rate: float, reference_rows: int, valid: int, rows: int,
     )
 
 
-def _probe_changes(profile: dict[str, Any], traffic: Sequence[dict[str, Any]], t: Thresholds):
+def probe_changes(
+    profile: dict[str, Any],
+    traffic: Sequence[dict[str, Any]],
+    t: Thresholds,
+    name: str = "probe_answers",
+):
     """Probe questions asked as traffic (a lone user message): answered as at evaluation?"""
     expected = {p["question"]: p["answer"] for p in profile.get("probes", {}).values()}
     asked = [
@@ -349,7 +354,7 @@ def _probe_changes(profile: dict[str, Any], traffic: Sequence[dict[str, Any]], t
         return None
     changed = [q for q, answer in asked if answer.strip() != expected[q].strip()]
     return DriftTest(
-        "probe_answers",
+        name,
         float(len(changed)),
         None,
         f"> {t.max_probe_changes} changed",
@@ -357,6 +362,38 @@ def _probe_changes(profile: dict[str, Any], traffic: Sequence[dict[str, Any]], t
         f"{len(changed)} of {len(asked)} asked probes answered differently"
         + (f": {changed[0]!r}" if changed else ""),
     )
+
+
+def ask_probes(
+    profile: dict[str, Any], endpoint: str, served_as: str, timeout_s: float = 300
+) -> list[dict[str, Any]]:
+    """The version's probe questions asked again through a live `rung serve` endpoint, as
+    at evaluation (a lone user message, greedy, PROBE_MAX_NEW_TOKENS); marked as a
+    monitor's probe, so the server keeps them out of the traffic log."""
+    import urllib.request
+
+    from pipelines.lib.evaluation import PROBE_MAX_NEW_TOKENS
+
+    url = endpoint.rstrip("/") + "/v1/chat/completions"
+    asked = []
+    for probe in profile.get("probes", {}).values():
+        messages = [{"role": "user", "content": probe["question"]}]
+        body = {
+            "model": served_as,
+            "messages": messages,
+            "max_tokens": PROBE_MAX_NEW_TOKENS,
+            "metadata": {"rung_purpose": "probe"},
+        }
+        request = urllib.request.Request(
+            url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                reply = json.load(response)
+        except OSError as exc:
+            raise MonitorError(f"asking the probes at {url} as {served_as!r}: {exc}") from None
+        asked.append({"messages": messages, "output": reply["choices"][0]["message"]["content"]})
+    return asked
 
 
 def detect_drift(
@@ -405,7 +442,7 @@ def detect_drift(
         )
         tests.append(_novelty(reference_texts, current_texts, t.alpha))
     tests.append(_validity(profile["validity_rate"], profile["rows"], valid, len(outputs), t))
-    probe = _probe_changes(profile, traffic, t)
+    probe = probe_changes(profile, traffic, t)
     if probe is not None:
         tests.append(probe)
     report.tests = tests
@@ -420,7 +457,7 @@ def format_drift_report(report: DriftReport) -> str:
         f"{model.get('uri', '')} ({model.get('served_as', '')}): " if model else ""
     ) + f"{report.rows} requests vs {report.reference_rows} reference rows, task {report.task}"
     shadow = format_shadow(report.shadow, model.get("served_as", "live")) if report.shadow else []
-    if report.status == "insufficient traffic":
+    if report.status == "insufficient traffic" and not report.tests:
         status = "status: insufficient traffic (no test run; too few requests to tell)"
         return "\n".join([head, status, *shadow])
     width = max(len(test.name) for test in report.tests)
@@ -503,6 +540,7 @@ def monitor_model(
     thresholds: Thresholds | None = None,
     log_to_mlflow: bool = True,
     dagster_run_id: str | None = None,
+    probe_endpoint: str | None = None,
 ) -> MonitorResult:
     """Drift of a registered version's logged traffic; the result logged as an MLflow run in
     the experiment `rung-monitoring`, tagged with the model name and version."""
@@ -524,6 +562,12 @@ def monitor_model(
     served_as = served_as or name
     traffic = read_traffic(traffic_dir, served_as, str(version.version), since=since, last=last)
     report = detect_drift(profile, traffic, thresholds)
+    if probe_endpoint:  # a changed model behind the same version answers them differently
+        asked = ask_probes(profile, probe_endpoint, served_as)
+        live = probe_changes(profile, asked, thresholds or Thresholds(), "probe_answers_live")
+        if live is not None:
+            report.tests.append(live)
+            report.status = "drift" if live.alert or report.alert else report.status
     shadow, pairs = shadow_pairs(traffic_dir, served_as, traffic)
     if pairs:
         labels = profile.get("labels", [])

@@ -25,7 +25,8 @@ Endpoints (127.0.0.1 unless told otherwise):
                              adapter is served (so `rung serve MODEL` clients keep working)
 Bad requests get a 4xx with a reason; nothing a client sends stops the server.
 Every answered request is appended to the traffic log (pipelines/lib/traffic.py)
-unless the spec has no `traffic`.
+unless the spec has no `traffic`, except a monitor's probe (`"metadata": {"rung_purpose":
+"probe"}`: `rung monitor --ask-probes`), which is not user traffic.
 
 Shadowing (`shadows`: served name -> another served name): after a request to the first
 is answered, a copy goes to the second and its answer is logged under the second's name
@@ -92,6 +93,7 @@ class ChatJob:
     received: float = field(default_factory=time.perf_counter)
     request_id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
     shadow_of: str | None = None  # a shadow copy of a request answered by this model
+    logged: bool = True  # False: a monitor's probe (metadata.rung_purpose "probe"), not traffic
 
 
 @dataclass(frozen=True)
@@ -311,10 +313,10 @@ class Batcher:
         for (job, future), answer in zip(batch, answers):
             # a copy's wait for an idle moment is not its model's latency: count its batch only
             latency = done - (started if job.shadow_of else job.received)
-            if self.traffic is not None:
+            if self.traffic is not None and job.logged:
                 self._log(job, answer, latency)
             future.set_result((answer, latency))
-            if job.model in self.shadows and job.shadow_of is None:
+            if job.model in self.shadows and job.shadow_of is None and job.logged:
                 self._shadow(job)
 
     def _shadow(self, job: ChatJob) -> None:
@@ -436,7 +438,11 @@ def parse_chat_request(body: bytes, served: list[str]) -> ChatJob:
     if request.get("n", 1) != 1:
         raise BadRequest(400, "n: only one choice per request is supported")
     limit = request.get("max_completion_tokens", request.get("max_tokens"))
-    return ChatJob(model, parse_messages(request.get("messages")), parse_max_tokens(limit))
+    metadata = request.get("metadata")
+    probe = isinstance(metadata, dict) and metadata.get("rung_purpose") == "probe"
+    return ChatJob(
+        model, parse_messages(request.get("messages")), parse_max_tokens(limit), logged=not probe
+    )
 
 
 def completion(job: ChatJob, answer: Answer, version: str | None) -> dict[str, Any]:
