@@ -95,6 +95,7 @@ def plot(rows: list[dict], file: Path) -> None:
     axis.axvline(0.5, color="#c44", linestyle=":", label="gate: 0 probes lost")
     axis.set_xlabel(f"forgetting probes lost (of {rows[0]['baseline_right']} the base gets right)")
     axis.set_ylabel(f"held-out {rows[0]['metric']} (tuned)")
+    axis.margins(x=0.15, y=0.15)  # room for the labels
     axis.legend(fontsize=8)
     figure.tight_layout()
     file.parent.mkdir(parents=True, exist_ok=True)
