@@ -5,7 +5,10 @@ training keys changed — the gate and the probes are never touched. All setting
 one recipe id in one state dir (never the user's), so rung's own asset cache computes the
 data stages and the cheap rungs (the base model's answers, probes included) once and
 reuses them. A setting's row is kept in the state dir, so with `--state DIR` an
-interrupted benchmark resumes where it stopped (each setting is ~30-45 min on 2 cores).
+interrupted benchmark resumes where it stopped (each setting is ~10-45 min on 2 cores).
+Kept rows are found by setting name: use a new state dir when SETTINGS change. A setting
+that SHIPs would become the shared recipe's champion and join the later settings' gate
+(none has so far).
 Writes benchmarks/results/forgetting_frontier.{json,md} and docs/img/forgetting_frontier.png.
 
     make bench-frontier   # or: .venv/bin/python benchmarks/forgetting_frontier.py \

@@ -68,6 +68,11 @@ def test_rehearsal_changes_the_training_set_and_training_keys():
     assert changed(("lora_r: 8", "lora_r: 8" + rehearsal)) == {"training_set", "training_run"}
 
 
+def test_how_often_training_saves_checkpoints_changes_no_cache_key():
+    # how a training runs, not what it produces: a killed run stays resumable after it
+    assert changed(("lora_r: 8", "lora_r: 8\n  checkpoint_steps: 7")) == set()
+
+
 def test_a_new_registered_name_changes_no_cache_key():
     assert changed(("eval:", "register:\n  name: other\neval:")) == set()
 

@@ -37,7 +37,7 @@ def test_the_newest_complete_checkpoint_is_chosen(tmp_path):
 def test_the_same_key_resumes_and_another_key_says_why_it_does_not(tmp_path):
     killed = tmp_path / "run1" / "out"
     _checkpoint(killed, 4)
-    checkpoints.record_attempt("r", "key-a", killed, "mlflow-1", "dagster-1", None)
+    checkpoints.record_attempt("r", "key-a", killed, "mlflow-1", "dagster-1")
 
     attempt, checkpoint, notes = checkpoints.resume_point("r", "key-a")
     assert attempt.dagster_run_id == "dagster-1" and checkpoint == killed / "checkpoint-4"
@@ -53,19 +53,43 @@ def test_the_same_key_resumes_and_another_key_says_why_it_does_not(tmp_path):
 def test_an_attempt_killed_before_its_first_save_resumes_from_where_it_started(tmp_path):
     first, second = tmp_path / "run1" / "out", tmp_path / "run2" / "out"
     start = _checkpoint(first, 4)
+    checkpoints.record_attempt("r", "key-a", first, "mlflow-1", "dagster-1")
+    (killed,) = checkpoints.unfinished("r")
     second.mkdir(parents=True)  # resumed from step 4, killed again before step 8
-    checkpoints.record_attempt("r", "key-a", second, "mlflow-2", "dagster-2", start)
+    checkpoints.record_attempt("r", "key-a", second, "mlflow-2", "dagster-2", killed, start)
     attempt, checkpoint, _ = checkpoints.resume_point("r", "key-a")
     assert attempt.dagster_run_id == "dagster-2" and checkpoint == start
+    assert attempt.folders == (str(first), str(second))
 
-    checkpoints.finish("r", "key-a", second, start)
-    assert not list(first.glob("checkpoint-*")) and checkpoints.unfinished("r") == []
+
+def test_a_finished_training_deletes_every_unfinished_attempt_of_its_recipe(tmp_path):
+    chain = [tmp_path / f"run{i}" / "out" for i in range(3)]
+    _checkpoint(chain[0], 4)
+    checkpoints.record_attempt("r", "key-a", chain[0], "m0", "d0")
+    (first,) = checkpoints.unfinished("r")
+    _checkpoint(chain[1], 8)  # resumed, killed again after its own save
+    checkpoints.record_attempt("r", "key-a", chain[1], "m1", "d1", first, chain[0] / "checkpoint-4")
+    other = tmp_path / "other" / "out"
+    _checkpoint(other, 4)
+    checkpoints.record_attempt("r", "key-b", other, "m2", "d2")  # another key's leftover
+    _checkpoint(chain[2], 12)  # the run that finishes
+    checkpoints.finish("r", chain[2])
+    assert not list(tmp_path.glob("*/out/checkpoint-*")) and checkpoints.unfinished("r") == []
+
+
+def test_a_forgotten_attempt_is_never_resumed(tmp_path):
+    out = tmp_path / "run1" / "out"
+    _checkpoint(out, 4)
+    checkpoints.record_attempt("r", "key-a", out, "mlflow-1", "dagster-1")
+    checkpoints.forget("r", "key-a")
+    assert checkpoints.resume_point("r", "key-a") == (None, None, [])
+    assert not list(out.glob("checkpoint-*"))
 
 
 def test_an_attempt_without_a_complete_checkpoint_trains_from_scratch_saying_so(tmp_path):
     out = tmp_path / "run1" / "out"
     _checkpoint(out, 4, complete=False)
-    checkpoints.record_attempt("r", "key-a", out, "mlflow-1", "dagster-1", None)
+    checkpoints.record_attempt("r", "key-a", out, "mlflow-1", "dagster-1")
     attempt, checkpoint, notes = checkpoints.resume_point("r", "key-a")
     assert attempt is not None and checkpoint is None
     assert "saved no complete checkpoint; training from scratch" in notes[0]

@@ -50,7 +50,7 @@ def reproduced_run(context: dg.AssetExecutionContext) -> str | None:
     return context.run.tags.get(REPRODUCES_TAG)
 
 
-def _cache_mode(context: dg.AssetExecutionContext) -> str:
+def cache_mode(context: dg.AssetExecutionContext) -> str:
     """'use' (default), 'refresh' (`rung run --force`) or 'off' (a reproduction)."""
     return context.run.tags.get(CACHE_TAG, "use")
 
@@ -105,7 +105,7 @@ def materialize(
     recipe, asset = recipe_for(context), context.asset_key.path[-1]
     code = context.assets_def.code_versions_by_key[context.asset_key]
     key = asset_cache.cache_key(asset, code, recipe.spec, inputs)
-    mode = _cache_mode(context)
+    mode = cache_mode(context)
     hit = asset_cache.lookup(recipe.id, asset, key) if mode == "use" else None
     if hit is not None:
         value = value_type.model_validate(hit["value"])

@@ -11,6 +11,7 @@ the command line.
 
 import json
 import os
+import time
 
 import dagster as dg
 
@@ -147,5 +148,7 @@ def new_traffic(context: dg.SensorEvaluationContext):
         last = seen.get(recipe_id, 0)
         if count - last >= NEW_REQUESTS or count < last:
             seen[recipe_id] = count
-            yield dg.RunRequest(run_key=f"{recipe_id}:{count}", partition_key=recipe_id)
+            # the tick's time keeps the key unique when a rotation brings a count back
+            run_key = f"{recipe_id}:{count}:{int(time.time())}"
+            yield dg.RunRequest(run_key=run_key, partition_key=recipe_id)
     context.update_cursor(json.dumps(seen))

@@ -3,7 +3,7 @@ when RUNG_TRAINER=k8s), tracked in one MLflow run."""
 
 import dagster as dg
 
-from pipelines.defs.factory import materialize, recipe_asset, reproduced_run, workdir
+from pipelines.defs.factory import cache_mode, materialize, recipe_asset, reproduced_run, workdir
 from pipelines.defs.inference import pipes_k8s_launch, pipes_launch
 from pipelines.defs.partitions import recipe_for
 from pipelines.defs.resources import TrainerBackend
@@ -50,7 +50,8 @@ def training_run(
             dagster_run_id=context.run_id,
             reproduces=reproduced_run(context),
             host=host,
-            cache_key=key,
+            # --force and reproductions train from scratch: no resume, no attempt record
+            cache_key=key if cache_mode(context) == "use" else None,
             log=context.log.info,
         )
 

@@ -140,9 +140,16 @@ def code_version(module: str, root: Path = paths.REPO_ROOT) -> str:
     return digest.hexdigest()[:16]
 
 
+# keys that change how a stage runs, never what it produces
+UNKEYED = {"train": ("checkpoint_steps",)}
+
+
 def recipe_parts(recipe: Recipe, parts: Iterable[str]) -> dict[str, Any]:
     """The named recipe parts as JSON values, e.g. {'eval': {...}, 'data.seed': 42}."""
     dumped = recipe.model_dump(mode="json")
+    for section, keys in UNKEYED.items():
+        for key in keys:
+            dumped[section].pop(key, None)
     out = {}
     for part in parts:
         value: Any = dumped

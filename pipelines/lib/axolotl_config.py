@@ -89,7 +89,7 @@ def render_axolotl_config(
         # case a kill lands in the middle of a save
         **(
             {"save_strategy": "steps", "save_steps": train.checkpoint_steps, "save_total_limit": 2}
-            if train.checkpoint_steps
+            if train.checkpoints
             else {"save_strategy": "no"}
         ),
         **({"resume_from_checkpoint": str(resume_from)} if resume_from else {}),

@@ -8,14 +8,17 @@ output folder. A training that finishes deletes its checkpoints and its attempt;
 that is killed (SIGKILL, a lost machine) leaves both. The next run with the same key
 resumes from the newest complete checkpoint of that folder; a run whose key differs
 (the inputs changed) trains from scratch and says which unfinished attempt it is not
-resuming, and why.
+resuming, and why. A resumed training that fails (not killed) before saving a newer
+checkpoint is not resumed again, and a finished training deletes the checkpoints and
+records of every unfinished attempt of its recipe. `rung run --force` and reproductions
+never resume. Sharded trainings (deepspeed, fsdp) save no checkpoints yet.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +36,7 @@ class Attempt:
     dagster_run_id: str
     started: str
     resumed_from: str | None = None  # the checkpoint this attempt started from
+    folders: tuple[str, ...] = ()  # output folders of the attempts it continues, and its own
 
     def checkpoint(self) -> Path | None:
         """Where it could resume: its own newest complete checkpoint, else the one it
@@ -53,9 +57,12 @@ def record_attempt(
     output_dir: Path,
     mlflow_run_id: str,
     dagster_run_id: str,
-    resumed_from: Path | None,
+    resumed: Attempt | None = None,
+    resumed_from: Path | None = None,
 ) -> None:
+    """Before training: what the next run needs to resume this one if it is killed."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    folders = (*(resumed.folders if resumed else ()), str(output_dir))
     attempt = Attempt(
         key,
         str(output_dir),
@@ -63,10 +70,11 @@ def record_attempt(
         dagster_run_id,
         started,
         str(resumed_from) if resumed_from else None,
+        folders,
     )
     folder = _attempts_dir(recipe_id)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{key}.json").write_text(json.dumps(attempt.__dict__))
+    (folder / f"{key}.json").write_text(json.dumps(asdict(attempt)))
 
 
 def unfinished(recipe_id: str) -> list[Attempt]:
@@ -74,7 +82,8 @@ def unfinished(recipe_id: str) -> list[Attempt]:
     attempts = []
     for file in _attempts_dir(recipe_id).glob("*.json"):
         try:
-            attempts.append(Attempt(**json.loads(file.read_text())))
+            record = json.loads(file.read_text())
+            attempts.append(Attempt(**{**record, "folders": tuple(record.get("folders", ()))}))
         except (OSError, ValueError, TypeError):
             continue
     return sorted(attempts, key=lambda a: a.started, reverse=True)
@@ -94,14 +103,28 @@ def last_checkpoint(output_dir: Path) -> Path | None:
     return next((p for p in sorted(found, key=step_of, reverse=True) if _complete(p)), None)
 
 
-def finish(recipe_id: str, key: str, output_dir: Path, resumed_from: Path | None) -> None:
-    """A finished training: its checkpoints and those of the attempts it continued (only
-    ever needed to resume) go, and so does its attempt record."""
-    folders = [Path(output_dir)] + ([Path(resumed_from).parent] if resumed_from else [])
+def _delete_checkpoints(folders: list[str] | tuple[str, ...]) -> None:
     for folder in folders:
-        for checkpoint in folder.glob("checkpoint-*"):
+        for checkpoint in Path(folder).glob("checkpoint-*"):
             shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def forget(recipe_id: str, key: str) -> None:
+    """Never resume this key's attempt again (its checkpoint led to a failure, not a kill)."""
+    for attempt in unfinished(recipe_id):
+        if attempt.key == key:
+            _delete_checkpoints(attempt.folders)
     (_attempts_dir(recipe_id) / f"{key}.json").unlink(missing_ok=True)
+
+
+def finish(recipe_id: str, output_dir: Path) -> None:
+    """A training of this recipe finished: checkpoints are only ever needed to resume, so
+    its own and those of every unfinished attempt of the recipe (any key) go, with
+    their records."""
+    for attempt in unfinished(recipe_id):
+        _delete_checkpoints(attempt.folders)
+        (_attempts_dir(recipe_id) / f"{attempt.key}.json").unlink(missing_ok=True)
+    _delete_checkpoints([str(output_dir)])
 
 
 def resume_point(recipe_id: str, key: str) -> tuple[Attempt | None, Path | None, list[str]]:

@@ -156,6 +156,11 @@ def validate_rows(
             except RowRejected as exc:
                 bad.append({"source": name, "line": raw.line, "reason": str(exc)})
                 continue
+            except RecursionError:  # a field nested just under json.loads' own limit
+                bad.append(
+                    {"source": name, "line": raw.line, "reason": "wrong type: nested too deeply"}
+                )
+                continue
             # the content hash is computed by the exact-dedupe stage
             rows.append(CleanRow("", conversation, name, raw.line, label, groups, passage=passage))
     return rows, bad, rows_in

@@ -365,11 +365,16 @@ def probe_changes(
 
 
 def ask_probes(
-    profile: dict[str, Any], endpoint: str, served_as: str, timeout_s: float = 300
+    profile: dict[str, Any],
+    endpoint: str,
+    served_as: str,
+    version: str | None = None,
+    timeout_s: float = 300,
 ) -> list[dict[str, Any]]:
     """The version's probe questions asked again through a live `rung serve` endpoint, as
     at evaluation (a lone user message, greedy, PROBE_MAX_NEW_TOKENS); marked as a
-    monitor's probe, so the server keeps them out of the traffic log."""
+    monitor's probe, so the server keeps them out of the traffic log. With `version`, a
+    server answering with another registered version is an error, not a changed model."""
     import urllib.request
 
     from pipelines.lib.evaluation import PROBE_MAX_NEW_TOKENS
@@ -390,9 +395,16 @@ def ask_probes(
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 reply = json.load(response)
-        except OSError as exc:
+            output = reply["choices"][0]["message"]["content"]
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
             raise MonitorError(f"asking the probes at {url} as {served_as!r}: {exc}") from None
-        asked.append({"messages": messages, "output": reply["choices"][0]["message"]["content"]})
+        served = reply.get("model_version")
+        if version is not None and str(served) != str(version):
+            raise MonitorError(
+                f"{url} serves {served_as!r} as version {served}, not version {version}: "
+                "restart `rung serve` after moving the alias, or monitor that version"
+            )
+        asked.append({"messages": messages, "output": output})
     return asked
 
 
@@ -563,7 +575,7 @@ def monitor_model(
     traffic = read_traffic(traffic_dir, served_as, str(version.version), since=since, last=last)
     report = detect_drift(profile, traffic, thresholds)
     if probe_endpoint:  # a changed model behind the same version answers them differently
-        asked = ask_probes(profile, probe_endpoint, served_as)
+        asked = ask_probes(profile, probe_endpoint, served_as, str(version.version))
         live = probe_changes(profile, asked, thresholds or Thresholds(), "probe_answers_live")
         if live is not None:
             report.tests.append(live)

@@ -34,18 +34,19 @@ def shadow_pairs(
 def compare_shadow(
     shadow: str, pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], valid: Any
 ) -> dict[str, Any]:
-    """Agreement and per-side validity (`valid(text) -> bool`), output length and latency."""
+    """Agreement, and per side the validity rate (`valid(text) -> bool`) and output length.
+    Latencies are left out: a copy waits for an idle moment, which its own latency omits."""
 
     def side(records: list[dict[str, Any]]) -> dict[str, float]:
         return {
             "valid_rate": mean(bool(valid(str(r["output"]))) for r in records),
             "mean_output_chars": mean(len(str(r["output"])) for r in records),
-            "mean_latency_s": mean(float(r["latency_s"]) for r in records),
         }
 
     differ = [(a, b) for a, b in pairs if a["output"].strip() != b["output"].strip()]
     return {
         "shadow": shadow,
+        "shadow_versions": sorted({str(b.get("version")) for _, b in pairs}),
         "pairs": len(pairs),
         "agreement": 1 - len(differ) / len(pairs),
         "live": side([a for a, _ in pairs]),
@@ -58,16 +59,17 @@ def compare_shadow(
 
 
 def format_shadow(summary: dict[str, Any], live: str) -> list[str]:
-    live_side, other = summary["live"], summary["challenger"]
+    versions = [v for v in summary.get("shadow_versions", []) if v != "None"]
+    named = summary["shadow"] + (f" (version {', '.join(versions)})" if versions else "")
+    width = max(len(live), len(summary["shadow"])) + 2
     lines = [
-        f"shadow: {summary['shadow']} answered copies of {summary['pairs']} of these requests; "
+        f"shadow: {named} answered copies of {summary['pairs']} of these requests; "
         f"same answer as {live} in {summary['agreement']:.1%}",
-        f"  {'':<12}{'valid':>8}{'chars':>8}{'latency s':>11}",
+        f"  {'':<{width}}{'valid':>8}{'chars':>8}",
     ]
-    for name, values in ((live, live_side), (summary["shadow"], other)):
+    for name, values in ((live, summary["live"]), (summary["shadow"], summary["challenger"])):
         lines.append(
-            f"  {name[:12]:<12}{values['valid_rate']:>8.1%}{values['mean_output_chars']:>8.1f}"
-            f"{values['mean_latency_s']:>11.3f}"
+            f"  {name:<{width}}{values['valid_rate']:>8.1%}{values['mean_output_chars']:>8.1f}"
         )
     for example in summary["disagreements"]:
         lines.append(f"  differs: {example['live'][:60]!r} vs {example['shadow'][:60]!r}")

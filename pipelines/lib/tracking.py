@@ -2,9 +2,11 @@
 
 Every call through the client `configure_mlflow` returns is retried while the store is
 temporarily unavailable (SQLite "database is locked" after MLflow's own 20 s busy wait,
-a tracking server refusing connections), with doubling waits, for at most
-RUNG_MLFLOW_RETRY_S seconds (120); then `TrackingUnavailable` names the store, the call
-and the cause. Nothing is dropped: a write either lands or the stage fails.
+a tracking server refusing connections after MLflow's own HTTP retries), with doubling
+waits, for at most RUNG_MLFLOW_RETRY_S seconds (120) more; then `TrackingUnavailable`
+names the store, the call and the cause. Only failures that left nothing written are
+retried (a lock, a refused connection), so a retry never writes twice; nothing is
+dropped silently: each call lands or the stage fails.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ DEFAULT_RETRY_S = 120.0
 # what a locked SQLite store or an unreachable server says (MLflow wraps both)
 TRANSIENT_TEXT = (
     "database is locked",
-    "Max retries exceeded",
     "Connection refused",
     "Failed to establish a new connection",
 )

@@ -197,33 +197,52 @@ def train_adapter(
             pairs = {f"pairs.{k}": v for k, v in training_set.length_bias.items()}
             tracking.log_metrics(client, run_id, pairs)
         adapter_dir, log_file = Path(config["output_dir"]), folder / "train.log"
-        if cache_key and train.checkpoint_steps:
+        if cache_key and train.checkpoints:
             checkpoints.record_attempt(
-                recipe.id, cache_key, adapter_dir, run_id, dagster_run_id, resume_from
+                recipe.id,
+                cache_key,
+                adapter_dir,
+                run_id,
+                dagster_run_id,
+                killed if resume_from else None,
+                resume_from,
             )
         try:
             launch(config_file, log_file, adapter_dir, run_id)
         except Exception as exc:  # the worker's own error type is private to Dagster Pipes
+            dropped = ""
+            if resume_from and checkpoints.last_checkpoint(adapter_dir) is None:
+                checkpoints.forget(recipe.id, cache_key)  # a bad checkpoint: never again
+                dropped = (
+                    f" (it had resumed from {resume_from}, which is not used again: the "
+                    "next run trains from scratch)"
+                )
             if diverged := read_divergence(adapter_dir):
                 raise _diverged(recipe, run_id, diverged, client) from exc
             raise StageError(
-                f"training failed for recipe {recipe.id}; MLflow run {run_id} marked FAILED; "
-                f"last lines of {log_file}:\n{_tail(log_file)}"
+                f"training failed for recipe {recipe.id}; MLflow run {run_id} marked FAILED"
+                f"{dropped}; last lines of {log_file}:\n{_tail(log_file)}"
             ) from exc
         if diverged := read_divergence(adapter_dir):  # a worker that did not check
             raise _diverged(recipe, run_id, diverged, client)
         if cache_key:
-            checkpoints.finish(recipe.id, cache_key, adapter_dir, resume_from)
+            checkpoints.finish(recipe.id, adapter_dir)
         client.log_artifact(run_id, str(log_file), "logs")
         history = client.get_metric_history(run_id, "train_loss")
         losses = client.get_metric_history(run_id, "loss")
+    steps = history[-1].step if history else (losses[-1].step if losses else 0)
+    mean_loss = history[-1].value if history else None
+    if mean_loss is not None and resume_from:
+        # transformers divides this session's summed loss by all steps, resumed ones too
+        trained = steps - checkpoints.step_of(resume_from)
+        mean_loss = mean_loss * steps / trained if trained > 0 else None
     return TrainingRun(
         mlflow_run_id=run_id,
         adapter_dir=str(adapter_dir),
         adapter_sha256=adapter_sha256(adapter_dir),
         axolotl_config=str(config_file),
         log_file=str(log_file),
-        steps=history[-1].step if history else (losses[-1].step if losses else 0),
+        steps=steps,
         final_train_loss=losses[-1].value if losses else None,
-        mean_train_loss=history[-1].value if history else None,
+        mean_train_loss=mean_loss,
     )

@@ -214,7 +214,8 @@ class TrainSection(Section):
         gt=0,
         le=1_000_000,
         description="Save a resumable checkpoint every N steps (null: never); a killed "
-        "training resumes from the last one when its inputs are unchanged.",
+        "training resumes from the last one when its inputs are unchanged. Not with "
+        "deepspeed or fsdp (sharded checkpoints are not resumed yet).",
     )
     distributed: DistributedSection = Field(
         default_factory=lambda: DistributedSection(),
@@ -236,6 +237,12 @@ class TrainSection(Section):
             "torchrun; not with deepspeed."
         ),
     )
+
+    @property
+    def checkpoints(self) -> bool:
+        """Resumable checkpoints are saved (not for sharded trainings: their optimizer
+        state is saved per rank, which lib/checkpoints.py does not check yet)."""
+        return bool(self.checkpoint_steps) and not (self.deepspeed or self.fsdp)
 
     @model_validator(mode="after")
     def _sharding_has_a_launcher(self) -> TrainSection:
