@@ -62,7 +62,7 @@ def test_an_attempt_killed_before_its_first_save_resumes_from_where_it_started(t
     assert attempt.folders == (str(first), str(second))
 
 
-def test_a_finished_training_deletes_every_unfinished_attempt_of_its_recipe(tmp_path):
+def test_a_finished_training_deletes_its_keys_chain_and_keeps_other_keys(tmp_path):
     chain = [tmp_path / f"run{i}" / "out" for i in range(3)]
     _checkpoint(chain[0], 4)
     checkpoints.record_attempt("r", "key-a", chain[0], "m0", "d0")
@@ -73,8 +73,10 @@ def test_a_finished_training_deletes_every_unfinished_attempt_of_its_recipe(tmp_
     _checkpoint(other, 4)
     checkpoints.record_attempt("r", "key-b", other, "m2", "d2")  # another key's leftover
     _checkpoint(chain[2], 12)  # the run that finishes
-    checkpoints.finish("r", chain[2])
-    assert not list(tmp_path.glob("*/out/checkpoint-*")) and checkpoints.unfinished("r") == []
+    checkpoints.finish("r", "key-a", chain[2])
+    assert not [p for p in chain if list(p.glob("checkpoint-*"))]
+    assert [a.key for a in checkpoints.unfinished("r")] == ["key-b"]
+    assert list(other.glob("checkpoint-*"))  # resumable if key-b's inputs come back
 
 
 def test_a_forgotten_attempt_is_never_resumed(tmp_path):

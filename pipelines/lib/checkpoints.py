@@ -10,8 +10,9 @@ resumes from the newest complete checkpoint of that folder; a run whose key diff
 (the inputs changed) trains from scratch and says which unfinished attempt it is not
 resuming, and why. A resumed training that fails (not killed) before saving a newer
 checkpoint is not resumed again, and a finished training deletes the checkpoints and
-records of every unfinished attempt of its recipe. `rung run --force` and reproductions
-never resume. Sharded trainings (deepspeed, fsdp) save no checkpoints yet.
+record of its key's attempts (other keys' stay, to be resumed if their inputs
+return). `rung run --force` and reproductions never resume. Sharded trainings
+(deepspeed, fsdp) save no checkpoints yet.
 """
 
 from __future__ import annotations
@@ -117,13 +118,14 @@ def forget(recipe_id: str, key: str) -> None:
     (_attempts_dir(recipe_id) / f"{key}.json").unlink(missing_ok=True)
 
 
-def finish(recipe_id: str, output_dir: Path) -> None:
-    """A training of this recipe finished: checkpoints are only ever needed to resume, so
-    its own and those of every unfinished attempt of the recipe (any key) go, with
-    their records."""
+def finish(recipe_id: str, key: str, output_dir: Path) -> None:
+    """A training finished: checkpoints are only ever needed to resume, so its own and
+    those of the attempts it continued (the whole chain of its key) go, with the record.
+    Other keys' unfinished attempts stay: reverting to their inputs resumes them."""
     for attempt in unfinished(recipe_id):
-        _delete_checkpoints(attempt.folders)
-        (_attempts_dir(recipe_id) / f"{attempt.key}.json").unlink(missing_ok=True)
+        if attempt.key == key:
+            _delete_checkpoints(attempt.folders)
+    (_attempts_dir(recipe_id) / f"{key}.json").unlink(missing_ok=True)
     _delete_checkpoints([str(output_dir)])
 
 

@@ -226,7 +226,7 @@ def train_adapter(
         if diverged := read_divergence(adapter_dir):  # a worker that did not check
             raise _diverged(recipe, run_id, diverged, client)
         if cache_key:
-            checkpoints.finish(recipe.id, adapter_dir)
+            checkpoints.finish(recipe.id, cache_key, adapter_dir)
         client.log_artifact(run_id, str(log_file), "logs")
         history = client.get_metric_history(run_id, "train_loss")
         losses = client.get_metric_history(run_id, "loss")
