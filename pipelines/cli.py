@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines import paths
+from pipelines.lib import state_profile
 from pipelines.lib.offline import apply_offline_env
 from pipelines.recipe import RecipeError, load_recipe
 
@@ -188,7 +189,7 @@ def _serve_with_mlflow(model: str, host: str, port: int) -> int:
     trainer_bin = str(paths.TRAINER_MLFLOW.parent)  # mlflow starts `uvicorn` from PATH
     env = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": paths.mlflow_tracking_uri(),
+        "MLFLOW_TRACKING_URI": state_profile.mlflow_tracking_uri(),
         "PATH": os.pathsep.join([trainer_bin, os.environ.get("PATH", "")]),
     }
     mlflow = str(paths.TRAINER_MLFLOW)
@@ -271,7 +272,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             "country passages (with their questions)",
         ),
     ]
-    data_version.configure_local_remote()
+    data_version.configure_remote()
     restored = data_version.restore_recorded_version()
     if restored and all(file.is_file() for file, _, _ in corpora):
         print(f"data/ is at the recorded version {data_version.recorded_md5()}")
@@ -315,6 +316,10 @@ def cmd_mlflow(args: argparse.Namespace) -> int:
     from pipelines.lib.tracking import configure_mlflow
 
     configure_mlflow()
+    uri = state_profile.mlflow_tracking_uri()
+    if state_profile.mlflow_is_server(uri):
+        print(f"the MLflow UI is the tracking server's: {state_profile.mask_password(uri)}")
+        return 0
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     os.execv(
         mlflow,
@@ -322,7 +327,7 @@ def cmd_mlflow(args: argparse.Namespace) -> int:
             mlflow,
             "ui",
             "--backend-store-uri",
-            paths.mlflow_tracking_uri(),
+            uri,
             "--host",
             args.host,
             "--port",
