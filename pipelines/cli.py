@@ -312,6 +312,37 @@ def cmd_ui(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    """`rung stack up|down|status|env` (pipelines/lib/stack.py)."""
+    import shlex
+
+    from pipelines.lib import stack
+
+    current = stack.Stack(stack.stack_dir())
+    if args.action == "up":
+        try:
+            seconds = stack.up(current)
+        except stack.StackError as exc:
+            print(f"rung stack: {exc}", file=sys.stderr)
+            return 1
+        took = ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items())
+        print(f"stack up in {current.dir} ({took}); point rung at it with:")
+        print('  eval "$(.venv/bin/rung stack env)"')
+        print(f"MLflow UI: {current.mlflow_uri}")
+    elif args.action == "down":
+        stack.down(current)
+        print(f"stack stopped; its data stays in {current.dir}")
+    elif args.action == "status":
+        health = current.status()
+        for name, healthy in health.items():
+            print(f"{name:<9} {'healthy' if healthy else 'down'}")
+        return 0 if all(health.values()) else 1
+    else:  # env: for eval in a shell; it holds the stack's secrets, print it nowhere else
+        for name, value in current.env().items():
+            print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
 def cmd_mlflow(args: argparse.Namespace) -> int:
     from pipelines.lib.tracking import configure_mlflow
 
@@ -434,6 +465,11 @@ def main(argv: list[str] | None = None) -> int:
         server.add_argument("--host", default="127.0.0.1")
         server.add_argument("--port", type=int, default=port)
         server.set_defaults(func=func)
+    stack = sub.add_parser(
+        "stack", help="the shared profile's services on 127.0.0.1 (PostgreSQL, S3, MLflow)"
+    )
+    stack.add_argument("action", choices=("up", "down", "status", "env"))
+    stack.set_defaults(func=cmd_stack)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

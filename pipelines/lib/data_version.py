@@ -97,6 +97,8 @@ def configure_remote(cwd: Path | None = None) -> state_profile.DvcRemote:
 def push_recorded_version() -> None:
     """Push the version data.dvc records to the profile's remote (a no-op when it is there)."""
     remote = configure_remote()
+    if _object(object_stores(), recorded_md5() + ".dir") is None and workspace_matches_dvc():
+        run_dvc("commit", "--force", "--quiet", paths.DATA_DVC_FILE.name)  # cache data/ first
     run_dvc("push", "--quiet", "-r", remote.name, str(paths.DATA_DVC_FILE.name))
 
 
