@@ -12,7 +12,7 @@ SHARED = {
     "RUNG_MLFLOW_URI": "http://mlflow.team:5000",
     "RUNG_DVC_REMOTE_URL": "s3://rung/dvc",
     "RUNG_DVC_ENDPOINT": "http://s3.team:8333",
-    "RUNG_DAGSTER_PG_URL": "postgresql://rung:s3cret@db.team:5432/dagster",
+    "RUNG_DAGSTER_PG_URL": "postgresql+psycopg2://rung:s3cret@db.team:5432/dagster",
 }
 
 
@@ -55,8 +55,9 @@ def test_credentials_in_the_dvc_urls_are_refused():
         state_profile.dvc_remote({"RUNG_DVC_REMOTE_URL": "s3://key:secret@rung/dvc"})
     with pytest.raises(StateProfileError, match="RUNG_DVC_REMOTE_URL"):
         state_profile.dvc_remote({"RUNG_DVC_ENDPOINT": "http://s3:8333"})
-    with pytest.raises(StateProfileError, match="postgresql://"):
-        state_profile.dagster_pg_url({"RUNG_DAGSTER_PG_URL": "mysql://x@y/z"})
+    for url in ("mysql://x@y/z", "postgresql://x@y/z"):
+        with pytest.raises(StateProfileError, match="postgresql[+]psycopg2://"):
+            state_profile.dagster_pg_url({"RUNG_DAGSTER_PG_URL": url})
 
 
 def test_ensure_dagster_home_follows_the_profile_and_spares_a_users_file(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ stack. Telemetry is off everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -89,7 +90,7 @@ class Stack:
 
     def pg_url(self, database: str, *, password: bool = True) -> str:
         auth = f"{PG_USER}:{self.secrets['pg_password']}" if password else PG_USER
-        return f"postgresql://{auth}@{HOST}:{PG_PORT}/{database}"
+        return f"postgresql+psycopg2://{auth}@{HOST}:{PG_PORT}/{database}"
 
     @property
     def s3_endpoint(self) -> str:
@@ -298,9 +299,7 @@ def _start_mlflow(stack: Stack) -> None:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
     }
-    backend = stack.pg_url("mlflow", password=False).replace(
-        "postgresql://", "postgresql+psycopg2://"
-    )
+    backend = stack.pg_url("mlflow", password=False)
     command = [
         str(Path(sys.executable).with_name("mlflow")),
         "server",
@@ -358,15 +357,22 @@ def _stop_process(stack: Stack, name: str, timeout: float = 10) -> None:
         pid_file.unlink()
         return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            break
+    while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    else:
+    with contextlib.suppress(ProcessLookupError):  # what is left of the group
         os.killpg(pid, signal.SIGKILL)
     pid_file.unlink()
+
+
+def _alive(pid: int) -> bool:
+    """Running (an exited process stays a zombie until its parent reaps it)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # our own child (tests): reap it
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def down(stack: Stack | None = None) -> None:

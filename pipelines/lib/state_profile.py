@@ -9,7 +9,7 @@ default of one checkout (nothing to run, nothing to configure):
   Default the folder ~/.cache/rung/dvc-remote; shared: s3://bucket/prefix and the
   S3-compatible store's endpoint URL (or any URL DVC knows, without the endpoint).
 - RUNG_DAGSTER_PG_URL: Dagster's run, event-log and schedule storage. Default files in
-  <state>/.dagster/; shared: postgresql://user:password@host:port/db (dagster-postgres).
+  <state>/.dagster/; shared: postgresql+psycopg2://user:password@host:port/db (dagster-postgres).
 
 Credentials never go into a tracked file, a log, a param or a tag: the S3 keys are
 read by DVC (boto) from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; the Dagster
@@ -97,10 +97,13 @@ def dvc_remote(environ: Mapping[str, str] = os.environ) -> DvcRemote:
 
 
 def dagster_pg_url(environ: Mapping[str, str] = os.environ) -> str | None:
+    """Dagster's storage URL, as SQLAlchemy reads it: the driver is named in the scheme
+    (SQLAlchemy 2.1 would take a bare postgresql:// to mean psycopg 3, not installed)."""
     url = _get(environ, DAGSTER_PG_URL_ENV)
-    if url and urlsplit(url).scheme not in ("postgresql", "postgres"):
+    if url and not urlsplit(url).scheme.startswith("postgresql+"):
         raise StateProfileError(
-            f"{DAGSTER_PG_URL_ENV} must be a postgresql://user:password@host:port/db URL"
+            f"{DAGSTER_PG_URL_ENV} must be a postgresql+psycopg2://user:password@host:port/db "
+            "URL (name the driver: psycopg2 is the one installed)"
         )
     return url
 
