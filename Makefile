@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY=true
 export DVC_NO_ANALYTICS=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: demo test test-browser setup envs model data ui mlflow lint lock clean-state bench-data bench-generation serve bench-cache bench-qlora bench-frontier bench-hostile bench-monitor bench-serving docs screenshots
+.PHONY: demo test test-browser setup envs model data ui mlflow lint lock clean-state bench-data bench-generation serve bench-cache bench-qlora bench-frontier bench-hostile bench-monitor bench-serving docs screenshots stack stack-down stack-status
 
 demo: setup
 	$(RUNG) run $(DEMO_RECIPE)
@@ -62,6 +62,17 @@ PORT ?= 5001
 serve: setup
 	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=models:/<name>@champion [PORT=5001]"; exit 2; }
 	$(RUNG) serve "$(MODEL)" --port $(PORT)
+
+# The shared profile's services on 127.0.0.1 (PostgreSQL, SeaweedFS S3, an MLflow server),
+# state in .stack/ (RUNG_STACK_DIR); idempotent. Then: eval "$$(.venv/bin/rung stack env)"
+stack: envs
+	$(RUNG) stack up
+
+stack-down: envs
+	$(RUNG) stack down
+
+stack-status: envs
+	$(RUNG) stack status
 
 lint: envs
 	$(VENV)/bin/ruff check pipelines tests benchmarks

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines import paths
+from pipelines.lib import state_profile
 from pipelines.lib.offline import apply_offline_env
 from pipelines.recipe import RecipeError, load_recipe
 
@@ -192,7 +193,7 @@ def _serve_with_mlflow(model: str, host: str, port: int) -> int:
     trainer_bin = str(paths.TRAINER_MLFLOW.parent)  # mlflow starts `uvicorn` from PATH
     env = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": paths.mlflow_tracking_uri(),
+        "MLFLOW_TRACKING_URI": state_profile.mlflow_tracking_uri(),
         "PATH": os.pathsep.join([trainer_bin, os.environ.get("PATH", "")]),
     }
     mlflow = str(paths.TRAINER_MLFLOW)
@@ -276,7 +277,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             "country passages (with their questions)",
         ),
     ]
-    data_version.configure_local_remote()
+    data_version.configure_remote()
     restored = data_version.restore_recorded_version()
     if restored and all(file.is_file() for file, _, _ in corpora):
         print(f"data/ is at the recorded version {data_version.recorded_md5()}")
@@ -316,10 +317,45 @@ def cmd_ui(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    """`rung stack up|down|status|env` (pipelines/lib/stack.py)."""
+    import shlex
+
+    from pipelines.lib import stack
+
+    current = stack.Stack(stack.stack_dir())
+    if args.action == "up":
+        try:
+            seconds = stack.up(current)
+        except stack.StackError as exc:
+            print(f"rung stack: {exc}", file=sys.stderr)
+            return 1
+        took = ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items())
+        print(f"stack up in {current.dir} ({took}); point rung at it with:")
+        print('  eval "$(.venv/bin/rung stack env)"')
+        print(f"MLflow UI: {current.mlflow_uri}")
+    elif args.action == "down":
+        stack.down(current)
+        print(f"stack stopped; its data stays in {current.dir}")
+    elif args.action == "status":
+        health = current.status()
+        for name, healthy in health.items():
+            print(f"{name:<9} {'healthy' if healthy else 'down'}")
+        return 0 if all(health.values()) else 1
+    else:  # env: for eval in a shell; it holds the stack's secrets, print it nowhere else
+        for name, value in current.env().items():
+            print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
 def cmd_mlflow(args: argparse.Namespace) -> int:
     from pipelines.lib.tracking import configure_mlflow
 
     configure_mlflow()
+    uri = state_profile.mlflow_tracking_uri()
+    if state_profile.mlflow_is_server(uri):
+        print(f"the MLflow UI is the tracking server's: {state_profile.mask_password(uri)}")
+        return 0
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     os.execv(
         mlflow,
@@ -327,7 +363,7 @@ def cmd_mlflow(args: argparse.Namespace) -> int:
             mlflow,
             "ui",
             "--backend-store-uri",
-            paths.mlflow_tracking_uri(),
+            uri,
             "--host",
             args.host,
             "--port",
@@ -447,6 +483,11 @@ def main(argv: list[str] | None = None) -> int:
         server.add_argument("--host", default="127.0.0.1")
         server.add_argument("--port", type=int, default=port)
         server.set_defaults(func=func)
+    stack = sub.add_parser(
+        "stack", help="the shared profile's services on 127.0.0.1 (PostgreSQL, S3, MLflow)"
+    )
+    stack.add_argument("action", choices=("up", "down", "status", "env"))
+    stack.set_defaults(func=cmd_stack)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -16,19 +16,19 @@ from typing import Any
 from pipelines import paths
 from pipelines.recipe import LoadedRecipe, RecipeError
 
-DAGSTER_YAML = """\
-# Written by rung. Local state for the Dagster UI and CLI runs.
-telemetry:
-  enabled: false
-"""
-
 
 def ensure_dagster_home() -> Path:
+    """DAGSTER_HOME with the profile's dagster.yaml (local storage, or PostgreSQL when
+    RUNG_DAGSTER_PG_URL is set); a dagster.yaml the user wrote is left alone."""
+    from pipelines.lib import state_profile
+
     home = paths.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    wanted = state_profile.dagster_yaml()
+    owned = not config.exists() or config.read_text().startswith(state_profile.DAGSTER_YAML_HEADER)
+    if owned and (not config.exists() or config.read_text() != wanted):
+        config.write_text(wanted)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

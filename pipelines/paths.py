@@ -55,6 +55,7 @@ def mlruns_dir() -> Path:
 
 
 def mlflow_tracking_uri() -> str:
+    """The embedded MLflow store; RUNG_MLFLOW_URI replaces it (pipelines/lib/state_profile.py)."""
     return f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
 
 
@@ -63,6 +64,7 @@ def mlflow_artifacts_dir() -> Path:
 
 
 def dagster_home() -> Path:
+    """DAGSTER_HOME; its storage moves to PostgreSQL with RUNG_DAGSTER_PG_URL."""
     return state_dir() / ".dagster"
 
 
@@ -91,6 +93,7 @@ def models_cache_dir() -> Path:
 
 
 def dvc_remote_dir() -> Path:
+    """The embedded DVC remote; RUNG_DVC_REMOTE_URL replaces it (lib/state_profile.py)."""
     return cache_dir() / "dvc-remote"
 
 

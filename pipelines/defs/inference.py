@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_k8s import PipesK8sClient
 
 from pipelines import paths
-from pipelines.lib import k8s_pod, launchers, tracking
+from pipelines.lib import k8s_pod, launchers, state_profile, tracking
 from pipelines.lib.inference import Infer, Inference
 from pipelines.lib.training_stage import Launch
 from pipelines.recipe import TrainSection
@@ -22,7 +22,7 @@ def pipes_env(mlflow_run_id: str | None = None) -> dict[str, str]:
     env = {"PYTHONPATH": str(paths.REPO_ROOT)}
     if mlflow_run_id:
         env.update(
-            MLFLOW_TRACKING_URI=paths.mlflow_tracking_uri(),
+            MLFLOW_TRACKING_URI=state_profile.mlflow_tracking_uri(),
             MLFLOW_EXPERIMENT_NAME=tracking.EXPERIMENT,
             MLFLOW_RUN_ID=mlflow_run_id,
         )

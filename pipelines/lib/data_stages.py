@@ -8,11 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines import paths
-from pipelines.lib import dataset
+from pipelines.lib import dataset, state_profile
 from pipelines.lib.asset_values import BaseModelValue, CleanedData, RawData, Split, StageError
 from pipelines.lib.base_model import resolve_base_model
 from pipelines.lib.data_card import build_data_card
-from pipelines.lib.data_version import DataVersionError, current_data_version
+from pipelines.lib.data_version import (
+    DataVersionError,
+    current_data_version,
+    push_recorded_version,
+)
 from pipelines.lib.raw_sources import count_rows
 from pipelines.lib.token_length import ChatTokenCounter
 from pipelines.recipe import LoadedRecipe
@@ -27,9 +31,12 @@ def load_base_model(recipe: LoadedRecipe) -> BaseModelValue:
 
 
 def load_raw_data(recipe: LoadedRecipe) -> RawData:
-    """The recipe's source files at the data version data.dvc records."""
+    """The recipe's source files at the data version data.dvc records (pushed to the
+    profile's DVC remote when that is shared)."""
     try:
         md5 = current_data_version()
+        if not paths.sources_root_overridden() and not state_profile.dvc_remote().is_local:
+            push_recorded_version()  # a shared remote: teammates can restore this version
     except DataVersionError as exc:
         raise StageError(str(exc)) from None
     root = paths.sources_root()  # the repository, or a reproduction's restored data version

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from pipelines import paths
+from pipelines.lib import state_profile
 
 _LOCK = threading.Lock()
 
@@ -33,13 +34,15 @@ def _dvc_executable() -> str:
     return str(candidate) if candidate.exists() else "dvc"
 
 
-def run_dvc(*args: str, attempts: int = 20) -> str:
+def run_dvc(*args: str, attempts: int = 20, cwd: Path | None = None) -> str:
+    """`dvc ARGS` in the repository (or the DVC repo `cwd`); credentials come from the
+    environment (AWS_ACCESS_KEY_ID, ...), never from arguments."""
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     with _LOCK:
         for attempt in range(attempts):
             done = subprocess.run(
                 [_dvc_executable(), *args],
-                cwd=paths.REPO_ROOT,
+                cwd=cwd or paths.REPO_ROOT,
                 env=env,
                 capture_output=True,
                 text=True,
@@ -72,18 +75,31 @@ def workspace_matches_dvc() -> bool:
 
 
 def version_data_dir() -> str:
-    """`dvc add data` and push to the local remote; returns the new md5."""
+    """`dvc add data` and push to the profile's remote; returns the new md5."""
     run_dvc("add", "--quiet", "data")
-    run_dvc("push", "--quiet", str(paths.DATA_DVC_FILE.name))
+    push_recorded_version()
     return recorded_md5()
 
 
-def configure_local_remote() -> None:
-    """A default DVC remote in the cache, outside git (machine-local config)."""
-    paths.dvc_remote_dir().mkdir(parents=True, exist_ok=True)
-    run_dvc(
-        "remote", "add", "--local", "--force", "--default", "local", str(paths.dvc_remote_dir())
-    )
+def configure_remote(cwd: Path | None = None) -> state_profile.DvcRemote:
+    """The profile's DVC remote (lib/state_profile.py), in the untracked .dvc/config.local
+    of the repository (or of the DVC repo `cwd`) and made the default: the local folder in
+    the cache, or the shared URL with its endpoint. Keys stay in the environment."""
+    remote = state_profile.dvc_remote()
+    if remote.is_local:
+        Path(remote.url).mkdir(parents=True, exist_ok=True)
+    run_dvc("remote", "add", "--local", "--force", "--default", remote.name, remote.url, cwd=cwd)
+    if remote.endpoint:
+        run_dvc("remote", "modify", "--local", remote.name, "endpointurl", remote.endpoint, cwd=cwd)
+    return remote
+
+
+def push_recorded_version() -> None:
+    """Push the version data.dvc records to the profile's remote (a no-op when it is there)."""
+    remote = configure_remote()
+    if _object(object_stores(), recorded_md5() + ".dir") is None and workspace_matches_dvc():
+        run_dvc("commit", "--force", "--quiet", paths.DATA_DVC_FILE.name)  # cache data/ first
+    run_dvc("push", "--quiet", "-r", remote.name, str(paths.DATA_DVC_FILE.name))
 
 
 def restore_recorded_version() -> bool:
@@ -93,9 +109,10 @@ def restore_recorded_version() -> bool:
         return False
     if workspace_matches_dvc():
         return True
+    remote = configure_remote()
     for force in ((), ("--force",)):  # a second try replaces what a corrupt copy left
         try:
-            run_dvc("pull", "--quiet", *force, paths.DATA_DVC_FILE.name)
+            run_dvc("pull", "--quiet", "-r", remote.name, *force, paths.DATA_DVC_FILE.name)
         except DataVersionError:
             return False
         if workspace_matches_dvc():
@@ -140,8 +157,33 @@ def current_data_version() -> str:
 
 
 def object_stores() -> list[Path]:
-    """Where DVC keeps file contents by md5: the repository's cache, then the local remote."""
-    return [paths.REPO_ROOT / ".dvc" / "cache", paths.dvc_remote_dir()]
+    """Where DVC keeps file contents by md5 on this machine: the repository's cache."""
+    return [paths.REPO_ROOT / ".dvc" / "cache"]
+
+
+def fetch_data_version(md5: str, workdir: Path) -> Path:
+    """Pull data version `md5` from the profile's DVC remote through DVC itself into an
+    empty DVC cache: a scratch DVC repo in `workdir` whose `data.dvc` names the version.
+    Returns that cache folder (its objects are checked when restored)."""
+    remote = state_profile.dvc_remote()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    run_dvc("init", "--quiet", "--no-scm", cwd=workdir)
+    run_dvc("config", "core.analytics", "false", cwd=workdir)
+    configure_remote(cwd=workdir)
+    (workdir / "data.dvc").write_text(
+        yaml.safe_dump({"outs": [{"md5": f"{md5}.dir", "path": "data", "hash": "md5"}]})
+    )
+    try:
+        run_dvc("fetch", "--quiet", "-r", remote.name, "data.dvc", cwd=workdir, attempts=1)
+    except DataVersionError as exc:
+        where = state_profile.mask_password(remote.url)
+        raise DataVersionNotFound(
+            f"data version {md5} is not in the DVC cache or remote ({where}): it was never "
+            "pushed from the machine that recorded it, or the cache was cleared; run `dvc push` "
+            f"there (or `dvc pull` here from a remote that has it) and try again\n{exc}"
+        ) from None
+    return workdir / ".dvc" / "cache"
 
 
 def _object(stores: list[Path], md5: str) -> Path | None:
@@ -154,9 +196,18 @@ def _object(stores: list[Path], md5: str) -> Path | None:
 
 def restore_data_version(md5: str, target: Path, stores: list[Path] | None = None) -> list[Path]:
     """Write the data/ folder of DVC version `md5` into `target` (which must not exist),
-    reading its manifest and files from the DVC cache or the local remote; every file's md5
-    is checked. Raises DataVersionNotFound, naming what is missing and where it looked."""
-    stores = object_stores() if stores is None else stores
+    reading its manifest and files from `stores`; by default the repository's DVC cache, or
+    when it lacks the version, a cache that DVC pulls it into from the profile's remote
+    (local folder or bucket). Every file's md5 is checked. Raises DataVersionNotFound,
+    naming what is missing and where it looked."""
+    if stores is None:
+        stores = object_stores()
+        if _object(stores, md5 + ".dir") is None:
+            fetched = fetch_data_version(md5, target.with_name(target.name + ".dvc-fetch"))
+            try:
+                return restore_data_version(md5, target, [fetched])
+            finally:
+                shutil.rmtree(fetched.parent.parent, ignore_errors=True)
     where = " or ".join(str(s) for s in stores)
     manifest = _object(stores, md5 + ".dir")
     if manifest is None:

@@ -604,14 +604,14 @@ def monitor_model(
 def _log_run(
     client: Any, report: DriftReport, thresholds: Thresholds, dagster_run_id: str | None
 ) -> str:
-    from pipelines import paths
+    from pipelines.lib import state_profile
 
     experiment = client.get_experiment_by_name(MONITOR_EXPERIMENT)
     experiment_id = (
         experiment.experiment_id
         if experiment
         else client.create_experiment(
-            MONITOR_EXPERIMENT, artifact_location=paths.mlflow_artifacts_dir().as_uri()
+            MONITOR_EXPERIMENT, artifact_location=state_profile.experiment_artifact_location()
         )
     )
     model = report.model

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import paths
+from pipelines.lib import state_profile
 
 EXPERIMENT = "rung"
 TAG = "rung."  # prefix of rung's own tags
@@ -97,20 +98,24 @@ class RetryingClient:
 
 
 def configure_mlflow() -> Any:
-    """Point MLflow at the project store, with telemetry off; returns the client. The
-    experiment exists afterwards, marked as model training for MLflow's UI."""
+    """Point MLflow at the profile's store (lib/state_profile.py: the embedded sqlite file,
+    or a tracking server), with telemetry off; returns the client. The experiment exists
+    afterwards, marked as model training for MLflow's UI; a server chooses where its
+    artifacts go, the embedded store keeps them under the state dir."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
-    paths.mlruns_dir().mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(paths.mlflow_tracking_uri())
-    client = RetryingClient(mlflow.MlflowClient(), paths.mlflow_tracking_uri())
+    uri = state_profile.mlflow_tracking_uri()
+    if not state_profile.mlflow_is_server(uri):
+        paths.mlruns_dir().mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    client = RetryingClient(mlflow.MlflowClient(), uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         client.create_experiment(
             EXPERIMENT,
-            artifact_location=paths.mlflow_artifacts_dir().as_uri(),
+            artifact_location=state_profile.experiment_artifact_location(),
             tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
         )
     elif experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:

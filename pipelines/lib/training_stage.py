@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipelines import paths
-from pipelines.lib import checkpoints, launchers, tracking, trainer_env
+from pipelines.lib import checkpoints, launchers, state_profile, tracking, trainer_env
 from pipelines.lib.asset_values import (
     BaseModelValue,
     RawData,
@@ -173,7 +173,7 @@ def train_adapter(
             base_model_dir=Path(base_model.path),
             train_file=Path(training_set.file),
             output_dir=folder,
-            mlflow_tracking_uri=host.mlflow_tracking_uri or paths.mlflow_tracking_uri(),
+            mlflow_tracking_uri=host.mlflow_tracking_uri or state_profile.mlflow_tracking_uri(),
             mlflow_experiment=tracking.EXPERIMENT,
             init_adapter_dir=init_adapter_dir(recipe),
             cuda=cuda,
