@@ -229,3 +229,32 @@ def test_nothing_is_lost_when_every_service_restarts(shared, shared_run, tmp_pat
     recipe_file = reproduction.prepare_workspace(original, tmp_path / "workspace")
     assert recipe_file.read_bytes() == recipe.path.read_bytes()
     assert data_version.directory_md5(tmp_path / "workspace" / "data") == md5
+
+
+def test_rung_reproduce_works_from_the_shared_state(shared, shared_run):
+    """After the restart: `rung reproduce` of the registry's champion re-runs the tiny recipe
+    from what the shared stores hold, and its own records land there too."""
+    from pipelines.lib.reproduction import format_comparison
+    from pipelines.reproduce import reproduce
+
+    _, outcome = shared_run
+    original = outcome.outputs["training_run"].mlflow_run_id
+    began = time.monotonic()
+    done = reproduce(f"models:/{NAME}@champion")
+    TIMINGS["reproduce_shared_s"] = time.monotonic() - began
+    print(format_comparison(done.comparison))
+    assert done.original_run_id == original and done.reproduced_run_id not in (None, original)
+    assert done.comparison.reproduced  # lineage hashes equal, metrics within tolerance
+    [(tag,)] = _rows(
+        shared,
+        "mlflow",
+        "select value from tags where run_uuid = %s and key = 'rung.reproduces'",
+        done.reproduced_run_id,
+    )
+    assert tag == original
+    [(status,)] = _rows(
+        shared, "dagster", "select status from runs where run_id = %s", done.dagster_run_id
+    )
+    assert status == "SUCCESS"
+    versions = _rows(shared, "mlflow", "select version from model_versions where name = %s", NAME)
+    assert versions == [(1,)]  # a reproduction registers nothing
