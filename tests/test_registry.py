@@ -216,3 +216,22 @@ def test_the_champion_is_offered_for_evaluation_only_on_the_same_base_model(tmp_
 def test_decide_promotion(tuned, now, evaluated, promote, words):
     decided, reason = decide_promotion("field_f1", tuned, now, evaluated)
     assert decided is promote and words in reason
+
+
+def test_concurrent_registrations_keep_one_champion_chain(tmp_path):
+    """Four processes register at the same moment, each evaluated against champion v1 and
+    each better than it: one version each, no alias move lost, one promotion (the others
+    learn the champion moved since their evaluation)."""
+    from concurrent_registrations import assert_consistent, register_at_once
+
+    name = "reg-concurrent"
+    register(tmp_path, name, 0.5)  # v1: champion
+    outcomes = register_at_once(
+        tmp_path, name, [0.6, 0.7, 0.8, 0.9], evaluated={"version": "1", "score": 0.5}
+    )
+    assert_consistent(name, outcomes, first_version=2)
+    [promoted] = [o for o in outcomes if "champion" in o["aliases"]]
+    assert tracking.configure_mlflow().get_model_version_by_alias(name, "champion").version in (
+        promoted["version"],
+        int(promoted["version"]),
+    )

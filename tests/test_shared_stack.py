@@ -78,18 +78,43 @@ def shared(tmp_path_factory):
     print(f"\ntimings: {TIMINGS}")
 
 
+RIVAL = "address-tiny-rival"  # another recipe (NO-SHIP by design), same registered model
+
+
 @pytest.fixture(scope="module")
-def shared_run(shared):
+def shared_run(shared, tmp_path_factory):
+    """The tiny recipe, run here while a second user (another state dir, the same stack)
+    runs another recipe and this user launches the tiny one a second time."""
     from pipelines.launch import run_recipe
     from pipelines.recipe import load_recipe, recipe_path
 
+    rung = str(paths.REPO_ROOT / ".venv" / "bin" / "rung")
+    other = tmp_path_factory.mktemp("second-user")
+    log = other / "rival.log"
+    with log.open("w") as out:
+        rival = subprocess.Popen(
+            [rung, "run", RIVAL],
+            env={**os.environ, "RUNG_STATE_DIR": str(other), "DAGSTER_HOME": str(other / "dg")},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    # launched while the run below holds the recipe's lock: refused at once, writes nothing
+    again = subprocess.Popen(
+        ["bash", "-c", f"sleep 25 && exec {rung} run {NAME}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     recipe = load_recipe(recipe_path(NAME))
     began = time.monotonic()
     outcome = run_recipe(recipe)
     TIMINGS["tiny_run_shared_s"] = time.monotonic() - began
-    print(f"\ntiny run in the shared profile: {TIMINGS['tiny_run_shared_s']:.0f} s")
+    print(f"\ntiny run in the shared profile (beside a second user's run): {TIMINGS['tiny_run_shared_s']:.0f} s")
     assert outcome.success, f"the tiny recipe failed in the shared profile: {outcome.failure}"
-    return recipe, outcome
+    refused = again.communicate(timeout=300)[0]
+    rival.wait(timeout=1800)
+    TIMINGS["second_user_s"] = time.monotonic() - began
+    return recipe, outcome, (again.returncode, refused), (rival.returncode, log.read_text())
 
 
 def _rows(services: stack.Stack, database: str, query: str, *args) -> list[tuple]:
@@ -122,7 +147,7 @@ def test_the_profile_points_at_the_stack(shared):
 
 
 def test_the_run_and_its_registered_version_are_rows_in_postgresql(shared, shared_run):
-    recipe, outcome = shared_run
+    recipe, outcome, *_ = shared_run
     run_id = outcome.outputs["training_run"].mlflow_run_id
     [(status, name, artifact_uri)] = _rows(
         shared, "mlflow", "select status, name, artifact_uri from runs where run_uuid = %s", run_id
@@ -146,7 +171,7 @@ def test_the_run_and_its_registered_version_are_rows_in_postgresql(shared, share
 
 
 def test_artifacts_and_the_data_version_are_in_the_bucket(shared, shared_run):
-    recipe, outcome = shared_run
+    recipe, outcome, *_ = shared_run
     run_id = outcome.outputs["training_run"].mlflow_run_id
     keys = _bucket_keys(shared, "mlflow/")
     run_keys = [k for k in keys if f"/{run_id}/artifacts/" in k]
@@ -161,7 +186,7 @@ def test_artifacts_and_the_data_version_are_in_the_bucket(shared, shared_run):
 
 
 def test_the_dagster_run_is_in_postgresql(shared, shared_run):
-    recipe, outcome = shared_run
+    recipe, outcome, *_ = shared_run
     [(status, job)] = _rows(
         shared,
         "dagster",
@@ -181,8 +206,42 @@ def test_the_dagster_run_is_in_postgresql(shared, shared_run):
     assert not (history / "runs.db").exists() and not list(history.glob("runs/*.db"))
 
 
+def test_two_users_at_once_each_get_their_own_runs(shared, shared_run):
+    """The rival recipe, launched by a second user at the same time, completed with its own
+    MLflow and Dagster runs in the shared stores; the tiny recipe's second launch was
+    refused by its lock and left no run; the registry has the tiny run's version only."""
+    recipe, outcome, (again_code, again_out), (rival_code, rival_log) = shared_run
+    assert again_code != 0 and "already being launched" in again_out, again_out[-2000:]
+    assert rival_code == 0, rival_log[-3000:]
+    assert "rung summary: NO-SHIP" in rival_log  # its gate asks for an impossible margin
+    runs = _rows(
+        shared,
+        "mlflow",
+        "select r.name, r.status from runs r join tags t on t.run_uuid = r.run_uuid "
+        "where t.key = 'rung.recipe_id' order by r.name",
+    )
+    assert runs == [(recipe.id, "FINISHED"), (RIVAL, "FINISHED")]
+    dagster_runs = _rows(shared, "dagster", "select status from runs order by create_timestamp")
+    assert [status for (status,) in dagster_runs] == ["SUCCESS", "SUCCESS"]  # no third run
+    assert _rows(shared, "mlflow", "select version from model_versions") == [(1,)]
+
+
+def test_concurrent_registrations_on_the_server_keep_one_champion_chain(shared, tmp_path):
+    """Four processes register versions of one model at once through the MLflow server
+    (PostgreSQL behind it); registrations wait for each other on an advisory lock."""
+    from concurrent_registrations import assert_consistent, register_at_once
+
+    name = "stack-concurrent"
+    outcomes = register_at_once(tmp_path, name, [0.6, 0.7, 0.8, 0.9], evaluated={})
+    assert_consistent(name, outcomes, first_version=1)
+    # the first to take the lock found no champion and became it; the others had been
+    # evaluated with no champion either, so none of them displaced it
+    [first] = [o for o in outcomes if "champion" in o["aliases"]]
+    assert first["version"] == "1"
+
+
 def test_no_secret_reaches_a_tracked_file_a_param_a_tag_or_the_dagster_yaml(shared, shared_run):
-    _, outcome = shared_run
+    _, outcome, *_ = shared_run
     secrets = list(shared.secrets.values())
     run = tracking.configure_mlflow().get_run(outcome.outputs["training_run"].mlflow_run_id)
     recorded = [*run.data.params.values(), *run.data.tags.values()]
@@ -199,7 +258,7 @@ def test_no_secret_reaches_a_tracked_file_a_param_a_tag_or_the_dagster_yaml(shar
 
 
 def test_nothing_is_lost_when_every_service_restarts(shared, shared_run, tmp_path):
-    recipe, outcome = shared_run
+    recipe, outcome, *_ = shared_run
     run_id = outcome.outputs["training_run"].mlflow_run_id
     stack.down(shared)
     assert not any(shared.status().values())
@@ -237,7 +296,7 @@ def test_rung_reproduce_works_from_the_shared_state(shared, shared_run):
     from pipelines.lib.reproduction import format_comparison
     from pipelines.reproduce import reproduce
 
-    _, outcome = shared_run
+    _, outcome, *_ = shared_run
     original = outcome.outputs["training_run"].mlflow_run_id
     began = time.monotonic()
     done = reproduce(f"models:/{NAME}@champion")

@@ -25,6 +25,7 @@ from typing import Any
 
 from pipelines import paths
 from pipelines.lib import tracking
+from pipelines.lib.registry_lock import registry_lock
 from pipelines.lib.aliases import (
     CHALLENGER,
     CHAMPION,
@@ -208,17 +209,7 @@ def register_adapter(
     client = tracking.configure_mlflow()
     existing = find_version(client, name, run_id)
     if existing is not None:
-        existing = client.get_model_version(name, existing.version)  # with its aliases
-        version = str(existing.version)
-        _refresh_evaluation_tags(client, existing, report, dagster_run_id, evaluated_champion)
-        return Registration(
-            name,
-            version,
-            False,
-            f"models:/{name}/{version}",
-            sorted(existing.aliases),
-            existing.tags.get("rung.promotion", ""),
-        )
+        return _registered_before(client, existing, report, dagster_run_id, evaluated_champion)
     run_tags = client.get_run(run_id).data.tags
     # The orchestrator has no torch: MLflow's requirement check would warn about it.
     logging.getLogger("mlflow.utils.requirements_utils").setLevel(logging.ERROR)
@@ -237,35 +228,43 @@ def register_adapter(
                     "rung_base_model": base_model["id"],
                 },
             )
-    if not registered_model_exists(client, name):
-        client.create_registered_model(
+    # create, decide and move under the model's lock: a registration interleaving here
+    # would promote against a champion that is no longer the champion (lib/registry_lock.py)
+    with registry_lock(name):
+        existing = find_version(client, name, run_id)
+        if existing is not None:  # registered by another process meanwhile: one version per run
+            return _registered_before(client, existing, report, dagster_run_id, evaluated_champion)
+        if not registered_model_exists(client, name):
+            client.create_registered_model(
+                name,
+                description="LoRA adapters registered by rung after a SHIP verdict; "
+                "aliases: champion (best so far), challenger (newest).",
+            )
+        version = client.create_model_version(
             name,
-            description="LoRA adapters registered by rung after a SHIP verdict; "
-            "aliases: champion (best so far), challenger (newest).",
+            source=info.model_uri,
+            run_id=run_id,
+            model_id=info.model_id,
+            tags=version_tags(run_tags, report, dagster_run_id, evaluated_champion),
+            description=_description(report),
+        ).version
+        version = str(version)
+        champion = version_with_alias(client, name, CHAMPION)
+        metric = report["primary_metric"]
+        promote, reason = decide_promotion(
+            metric,
+            report["candidates"]["tuned"][metric],
+            str(champion.version) if champion else None,
+            evaluated_champion,
         )
-    version = client.create_model_version(
-        name,
-        source=info.model_uri,
-        run_id=run_id,
-        model_id=info.model_id,
-        tags=version_tags(run_tags, report, dagster_run_id, evaluated_champion),
-        description=_description(report),
-    ).version
-    version = str(version)
-    champion = version_with_alias(client, name, CHAMPION)
-    metric = report["primary_metric"]
-    promote, reason = decide_promotion(
-        metric,
-        report["candidates"]["tuned"][metric],
-        str(champion.version) if champion else None,
-        evaluated_champion,
-    )
-    client.set_model_version_tag(name, version, "rung.promotion", reason)
-    moves = [
-        move_alias(client, name, CHALLENGER, version, "newest registered version", dagster_run_id)
-    ]
-    if promote:
-        moves.append(move_alias(client, name, CHAMPION, version, reason, dagster_run_id))
+        client.set_model_version_tag(name, version, "rung.promotion", reason)
+        moves = [
+            move_alias(
+                client, name, CHALLENGER, version, "newest registered version", dagster_run_id
+            )
+        ]
+        if promote:
+            moves.append(move_alias(client, name, CHAMPION, version, reason, dagster_run_id))
     aliases = sorted(client.get_model_version(name, version).aliases)
     return Registration(
         name,
@@ -289,6 +288,27 @@ EVALUATION_TAGS = (
     "rung.compared_with_champion",
     "rung.recipe_sha256",
 )
+
+
+def _registered_before(
+    client: Any,
+    existing: Any,
+    report: dict[str, Any],
+    dagster_run_id: str,
+    evaluated_champion: dict[str, Any] | None,
+) -> Registration:
+    """The run's version, its evaluation tags refreshed; no second version, no alias moved."""
+    existing = client.get_model_version(existing.name, existing.version)  # with its aliases
+    version = str(existing.version)
+    _refresh_evaluation_tags(client, existing, report, dagster_run_id, evaluated_champion)
+    return Registration(
+        existing.name,
+        version,
+        False,
+        f"models:/{existing.name}/{version}",
+        sorted(existing.aliases),
+        existing.tags.get("rung.promotion", ""),
+    )
 
 
 def _refresh_evaluation_tags(
