@@ -93,14 +93,14 @@ def shared_run(shared, tmp_path_factory):
     log = other / "rival.log"
     with log.open("w") as out:
         rival = subprocess.Popen(
-            [rung, "run", RIVAL],
+            [rung, "run", str(recipe_path(RIVAL))],
             env={**os.environ, "RUNG_STATE_DIR": str(other), "DAGSTER_HOME": str(other / "dg")},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     # launched while the run below holds the recipe's lock: refused at once, writes nothing
     again = subprocess.Popen(
-        ["bash", "-c", f"sleep 25 && exec {rung} run {NAME}"],
+        ["bash", "-c", f"sleep 25 && exec {rung} run {recipe_path(NAME)}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -109,7 +109,8 @@ def shared_run(shared, tmp_path_factory):
     began = time.monotonic()
     outcome = run_recipe(recipe)
     TIMINGS["tiny_run_shared_s"] = time.monotonic() - began
-    print(f"\ntiny run in the shared profile (beside a second user's run): {TIMINGS['tiny_run_shared_s']:.0f} s")
+    seconds = TIMINGS["tiny_run_shared_s"]
+    print(f"\ntiny run in the shared profile (beside a second user's run): {seconds:.0f} s")
     assert outcome.success, f"the tiny recipe failed in the shared profile: {outcome.failure}"
     refused = again.communicate(timeout=300)[0]
     rival.wait(timeout=1800)

@@ -25,7 +25,6 @@ from typing import Any
 
 from pipelines import paths
 from pipelines.lib import tracking
-from pipelines.lib.registry_lock import registry_lock
 from pipelines.lib.aliases import (
     CHALLENGER,
     CHAMPION,
@@ -37,6 +36,7 @@ from pipelines.lib.aliases import (
     version_with_alias,
 )
 from pipelines.lib.evaluation import MACHINE_METRICS
+from pipelines.lib.registry_lock import registry_lock
 
 LOGGED_MODEL_NAME = "chat_model"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
