@@ -33,6 +33,12 @@ def register_at_once(folder: Path, name: str, scores: list[float], evaluated: di
         )
         for i, score in enumerate(scores)
     ]
+    from pipelines.lib.registry_lock import registry_lock
+
+    # hold the model's lock until every worker has logged its model and waits for it: the
+    # registrations then contend for the lock, however slowly the workers started
+    with registry_lock(name):
+        time.sleep(max(0.0, start_at + 12 - time.time()))
     outcomes = []
     for worker in workers:
         out, err = worker.communicate(timeout=600)
@@ -67,7 +73,9 @@ def assert_consistent(name: str, outcomes: list[dict], first_version: int) -> No
     assert str(client.get_model_version_by_alias(name, aliases.CHALLENGER).version) == str(
         versions[-1]
     )
-    promoted = [o for o in outcomes if "champion" in o["aliases"]]
+    promoted = [o for o in outcomes if "champion" in o["moves"]]
+    champion_moves = [m for m in history if m.alias == aliases.CHAMPION]
+    assert len(champion_moves) == len(promoted) + (first_version > 1)
     assert len(promoted) <= 1, f"{len(promoted)} versions promoted over the same champion"
 
 

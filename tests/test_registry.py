@@ -230,7 +230,7 @@ def test_concurrent_registrations_keep_one_champion_chain(tmp_path):
         tmp_path, name, [0.6, 0.7, 0.8, 0.9], evaluated={"version": "1", "score": 0.5}
     )
     assert_consistent(name, outcomes, first_version=2)
-    [promoted] = [o for o in outcomes if "champion" in o["aliases"]]
+    [promoted] = [o for o in outcomes if "champion" in o["moves"]]
     assert tracking.configure_mlflow().get_model_version_by_alias(name, "champion").version in (
         promoted["version"],
         int(promoted["version"]),

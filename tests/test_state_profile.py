@@ -55,9 +55,15 @@ def test_credentials_in_the_dvc_urls_are_refused():
         state_profile.dvc_remote({"RUNG_DVC_REMOTE_URL": "s3://key:secret@rung/dvc"})
     with pytest.raises(StateProfileError, match="RUNG_DVC_REMOTE_URL"):
         state_profile.dvc_remote({"RUNG_DVC_ENDPOINT": "http://s3:8333"})
-    for url in ("mysql://x@y/z", "postgresql://x@y/z"):
+    for url in ("mysql://x@y/z", "postgresql://x@y/z", "postgresql+psycopg://x:pw@y/z"):
         with pytest.raises(StateProfileError, match="postgresql[+]psycopg2://"):
             state_profile.dagster_pg_url({"RUNG_DAGSTER_PG_URL": url})
+
+
+def test_credentials_in_the_mlflow_uri_are_refused():
+    with pytest.raises(StateProfileError, match="MLFLOW_TRACKING_PASSWORD"):
+        state_profile.mlflow_tracking_uri({"RUNG_MLFLOW_URI": "https://me:s3cret@mlflow.team"})
+    assert state_profile.mlflow_tracking_uri(SHARED) == "http://mlflow.team:5000"
 
 
 def test_ensure_dagster_home_follows_the_profile_and_spares_a_users_file(tmp_path, monkeypatch):

@@ -265,7 +265,7 @@ def register_adapter(
         ]
         if promote:
             moves.append(move_alias(client, name, CHAMPION, version, reason, dagster_run_id))
-    aliases = sorted(client.get_model_version(name, version).aliases)
+        aliases = sorted(client.get_model_version(name, version).aliases)
     return Registration(
         name,
         version,

@@ -12,14 +12,16 @@ other. MLflow has no compare-and-set, so that read-then-write section runs under
 - embedded profile: an `flock` on `<state>/locks/registry-<name>.lock`, which every
   process of this checkout sees; the kernel releases it when its process ends.
 
-With an MLflow server but no shared Dagster database, only this machine's registrations
-are serialized (README, "Running as a team").
+With an MLflow server but no shared Dagster database, only registrations sharing a state
+folder are serialized (README, "Running as a team"). The lock is not re-entrant: one
+registration takes it once.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from contextlib import contextmanager
 from pipelines import paths
 from pipelines.lib import state_profile
 
+logger = logging.getLogger(__name__)
 WAIT_ENV = "RUNG_REGISTRY_LOCK_WAIT_S"
 DEFAULT_WAIT_S = 600.0
 
@@ -61,9 +64,19 @@ def advisory_key(name: str) -> int:
 @contextmanager
 def _postgres_lock(name: str, url: str) -> Iterator[None]:
     import psycopg2
+    from sqlalchemy.engine import make_url
 
-    # SQLAlchemy's driver name is not part of a libpq URL
-    connection = psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://", 1))
+    parsed = make_url(url)  # the same reading of the URL as Dagster's
+    connection = psycopg2.connect(
+        **parsed.translate_connect_args(username="user", database="dbname"),
+        **parsed.query,
+        connect_timeout=10,
+        # a holder whose machine vanished loses the lock in about a minute, not hours
+        keepalives=1,
+        keepalives_idle=30,
+        keepalives_interval=10,
+        keepalives_count=3,
+    )
     connection.autocommit = True
     key = advisory_key(name)
     try:
@@ -77,7 +90,10 @@ def _postgres_lock(name: str, url: str) -> Iterator[None]:
             try:
                 yield
             finally:
-                cursor.execute("select pg_advisory_unlock(%s)", (key,))
+                try:
+                    cursor.execute("select pg_advisory_unlock(%s)", (key,))
+                except psycopg2.Error as exc:  # the session is gone, and its lock with it
+                    logger.warning("registry lock %s: unlock failed (%s)", key, exc)
     finally:
         connection.close()
 

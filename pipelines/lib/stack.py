@@ -216,29 +216,35 @@ def _start_postgres(stack: Stack) -> None:
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         password_file = stack.dir / "pg-password"
-        password_file.write_text(stack.secrets["pg_password"])
+        password_file.unlink(missing_ok=True)
+        # readable by its owner only, and gone whatever initdb does
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(stack.secrets["pg_password"])
         if os.geteuid() == 0:
             shutil.chown(data, "postgres")
             shutil.chown(password_file, "postgres")
             os.chmod(data, 0o700)
-        done = subprocess.run(
-            _as_postgres(
-                [
-                    str(pg_bin / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    PG_USER,
-                    f"--pwfile={password_file}",
-                    "--auth=scram-sha-256",
-                    "-E",
-                    "UTF8",
-                ]
-            ),
-            capture_output=True,
-            text=True,
-        )
-        password_file.unlink()
+        try:
+            done = subprocess.run(
+                _as_postgres(
+                    [
+                        str(pg_bin / "initdb"),
+                        "-D",
+                        str(data),
+                        "-U",
+                        PG_USER,
+                        f"--pwfile={password_file}",
+                        "--auth=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                    ]
+                ),
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            password_file.unlink(missing_ok=True)
         if done.returncode:
             raise StackError(
                 f"initdb failed (as root, every folder above {data} must be readable by the "

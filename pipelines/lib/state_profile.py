@@ -59,8 +59,17 @@ def _get(environ: Mapping[str, str], name: str) -> str | None:
 
 
 def mlflow_tracking_uri(environ: Mapping[str, str] = os.environ) -> str:
-    """The MLflow tracking and registry URI: RUNG_MLFLOW_URI, else the embedded sqlite file."""
-    return _get(environ, MLFLOW_URI_ENV) or paths.mlflow_tracking_uri()
+    """The MLflow tracking and registry URI: RUNG_MLFLOW_URI, else the embedded sqlite file.
+    A URI with user:password in it is refused: it would reach the trainer's config (an
+    MLflow artifact) and its environment."""
+    uri = _get(environ, MLFLOW_URI_ENV)
+    if uri and urlsplit(uri).password:
+        raise StateProfileError(
+            f"{MLFLOW_URI_ENV} must not carry credentials: give them as "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (MLflow reads them from "
+            "the environment) so they are never written anywhere"
+        )
+    return uri or paths.mlflow_tracking_uri()
 
 
 def mlflow_is_server(uri: str) -> bool:
@@ -100,7 +109,7 @@ def dagster_pg_url(environ: Mapping[str, str] = os.environ) -> str | None:
     """Dagster's storage URL, as SQLAlchemy reads it: the driver is named in the scheme
     (SQLAlchemy 2.1 would take a bare postgresql:// to mean psycopg 3, not installed)."""
     url = _get(environ, DAGSTER_PG_URL_ENV)
-    if url and not urlsplit(url).scheme.startswith("postgresql+"):
+    if url and urlsplit(url).scheme != "postgresql+psycopg2":
         raise StateProfileError(
             f"{DAGSTER_PG_URL_ENV} must be a postgresql+psycopg2://user:password@host:port/db "
             "URL (name the driver: psycopg2 is the one installed)"
