@@ -177,11 +177,14 @@ def fetch_data_version(md5: str, workdir: Path) -> Path:
     try:
         run_dvc("fetch", "--quiet", "-r", remote.name, "data.dvc", cwd=workdir, attempts=1)
     except DataVersionError as exc:
-        where = state_profile.mask_password(remote.url)
+        shutil.rmtree(workdir, ignore_errors=True)
         raise DataVersionNotFound(
-            f"data version {md5} is not in the DVC cache or remote ({where}): it was never "
-            "pushed from the machine that recorded it, or the cache was cleared; run `dvc push` "
-            f"there (or `dvc pull` here from a remote that has it) and try again\n{exc}"
+            f"data version {md5} is not in the DVC cache or remote: this machine's cache lacks "
+            f"it, and DVC could not fetch it from remote '{remote.name}' ({remote.url}): "
+            "DVC's error below says whether "
+            "the remote is unreachable, refuses the keys, or lacks the version (then it was "
+            "never pushed from the machine that recorded it: run `dvc push` there)\n"
+            f"{exc}"
         ) from None
     return workdir / ".dvc" / "cache"
 
