@@ -297,42 +297,31 @@ def _registered_before(
     dagster_run_id: str,
     evaluated_champion: dict[str, Any] | None,
 ) -> Registration:
-    """The run's version, its evaluation tags refreshed; no second version, no alias moved."""
-    existing = client.get_model_version(existing.name, existing.version)  # with its aliases
-    version = str(existing.version)
-    _refresh_evaluation_tags(client, existing, report, dagster_run_id, evaluated_champion)
-    return Registration(
-        existing.name,
-        version,
-        False,
-        f"models:/{existing.name}/{version}",
-        sorted(existing.aliases),
-        existing.tags.get("rung.promotion", ""),
-    )
-
-
-def _refresh_evaluation_tags(
-    client: Any,
-    version: Any,
-    report: dict[str, Any],
-    dagster_run_id: str,
-    evaluated_champion: dict[str, Any] | None,
-) -> None:
+    """The run's version, no second one and no alias moved; its evaluation tags and
+    description refreshed when this evaluation differs from the one it records."""
+    version = client.get_model_version(existing.name, existing.version)  # with its aliases
     run_tags = client.get_run(version.run_id).data.tags
     fresh = version_tags(run_tags, report, dagster_run_id, evaluated_champion)
-    if fresh["rung.evaluation_sha256"] == version.tags.get("rung.evaluation_sha256"):
-        return
-    metric = report["primary_metric"]
-    for key in (*EVALUATION_TAGS, f"rung.metric.{metric}"):
-        if key in fresh:
-            client.set_model_version_tag(version.name, version.version, key, fresh[key])
-    client.set_model_version_tag(
+    if fresh["rung.evaluation_sha256"] != version.tags.get("rung.evaluation_sha256"):
+        metric = report["primary_metric"]
+        for key in (*EVALUATION_TAGS, f"rung.metric.{metric}"):
+            if key in fresh:
+                client.set_model_version_tag(version.name, version.version, key, fresh[key])
+        client.set_model_version_tag(
+            version.name,
+            version.version,
+            "rung.re_evaluated",
+            f"{now_utc()} by Dagster run {dagster_run_id}",
+        )
+        client.update_model_version(version.name, version.version, description=_description(report))
+    return Registration(
         version.name,
-        version.version,
-        "rung.re_evaluated",
-        f"{now_utc()} by Dagster run {dagster_run_id}",
+        str(version.version),
+        False,
+        f"models:/{version.name}/{version.version}",
+        sorted(version.aliases),
+        version.tags.get("rung.promotion", ""),
     )
-    client.update_model_version(version.name, version.version, description=_description(report))
 
 
 def _description(report: dict[str, Any]) -> str:

@@ -45,12 +45,13 @@ def _wait_s() -> float:
 
 def _poll(try_lock, name: str, where: str) -> None:
     """Call try_lock() every 0.2 s until it returns True or the wait is over."""
-    deadline = time.monotonic() + _wait_s()
+    wait = _wait_s()
+    deadline = time.monotonic() + wait
     while not try_lock():
         if time.monotonic() > deadline:
             raise RegistryBusy(
                 f"registered model '{name}': another registration held its lock ({where}) "
-                f"for {_wait_s():g} s ({WAIT_ENV}); try again when it has finished"
+                f"for {wait:g} s ({WAIT_ENV}); try again when it has finished"
             )
         time.sleep(0.2)
 
